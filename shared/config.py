@@ -1,0 +1,73 @@
+"""Settings shared by every service, read from QUAYSIDE_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class FilesystemLocation(BaseModel):
+    driver: Literal["filesystem"] = "filesystem"
+    root: str
+
+
+class S3Location(BaseModel):
+    driver: Literal["s3"] = "s3"
+    bucket: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+    prefix: str = ""
+    redirect_downloads: bool = False
+    presign_expiry_s: int = 600
+    multipart_chunk_bytes: int = 16 * 1024 * 1024
+
+
+StorageLocation = Annotated[FilesystemLocation | S3Location, Field(discriminator="driver")]
+
+
+class Settings(BaseSettings):
+    """One settings object for every service; each service reads the fields it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="QUAYSIDE_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/quayside"
+    database_pool_size: int = 10
+    # None: events stay in the outbox and are delivered on the in-process bus (embedded mode).
+    amqp_url: str | None = None
+    events_exchange: str = "quayside.events"
+
+    storage_locations: dict[str, StorageLocation] = Field(
+        default_factory=lambda: {"local": FilesystemLocation(root="./data/storage")}
+    )
+    # Ordered location names: pushes go to the first, pulls read from the first that holds the blob.
+    storage_preference: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["local"])
+
+    region: str = "local"
+    public_url: str | None = None
+    token_secret: str = "change-me"
+    token_issuer: str = "quayside"
+    token_service: str = "quayside"
+    token_ttl_s: int = 300
+    max_manifest_bytes: int = 4 * 1024 * 1024
+
+    @field_validator("storage_preference", mode="before")
+    @classmethod
+    def _split_preference(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    def location_order(self) -> list[str]:
+        """Preferred locations first, then every other configured location."""
+        ordered = [name for name in self.storage_preference if name in self.storage_locations]
+        return ordered + [name for name in self.storage_locations if name not in ordered]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

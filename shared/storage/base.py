@@ -1,0 +1,75 @@
+"""The storage driver contract: a small async interface every backend implements.
+
+Paths are '/'-separated keys relative to the driver's root (no leading slash, no '..').
+Content written by ``put`` or ``concat`` becomes visible only once complete: a reader never
+sees a partial object, and a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator
+
+
+class StorageError(Exception):
+    """Base class of every driver error."""
+
+
+class PathNotFoundError(StorageError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"path not found: {path}")
+        self.path = path
+
+
+class InvalidOffsetError(StorageError):
+    def __init__(self, path: str, offset: int) -> None:
+        super().__init__(f"invalid offset {offset} for {path}")
+        self.path = path
+        self.offset = offset
+
+
+class StorageDriver(ABC):
+    """Async object storage. Implementations: filesystem, S3."""
+
+    name: str
+
+    @abstractmethod
+    async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the stream at path, replacing any object there; return the bytes written."""
+
+    @abstractmethod
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream bytes [offset, offset+length) (to the end when length is None).
+
+        Raises PathNotFoundError when path is absent, InvalidOffsetError when offset > size.
+        """
+
+    @abstractmethod
+    async def stat(self, path: str) -> int:
+        """Return the object's size; PathNotFoundError when absent."""
+
+    @abstractmethod
+    async def delete(self, path: str) -> None:
+        """Delete the object, or every object below path when it names a folder. Absent: no error."""
+
+    @abstractmethod
+    async def list(self, prefix: str) -> list[str]:
+        """Every object path below prefix (recursively), sorted."""
+
+    @abstractmethod
+    async def move(self, source: str, destination: str) -> None:
+        """Move an object, replacing destination; PathNotFoundError when source is absent."""
+
+    @abstractmethod
+    async def concat(self, sources: list[str], destination: str) -> int:
+        """Write the sources' bytes, in order, as one object at destination; return its size.
+
+        The sources stay in place. Used to assemble chunked uploads.
+        """
+
+    async def download_url(self, path: str) -> str | None:
+        """A URL a client may fetch the object from directly, or None when not offered."""
+        return None
+
+    async def close(self) -> None:
+        """Release connections; the driver is not used afterwards."""

@@ -1,0 +1,17 @@
+"""Where the registry keeps things inside a storage location."""
+
+from __future__ import annotations
+
+
+def blob_path(digest: str) -> str:
+    """blobs/<algorithm>/<first two hex>/<hex> for a validated digest."""
+    algorithm, hex_part = digest.split(":", 1)
+    return f"blobs/{algorithm}/{hex_part[:2]}/{hex_part}"
+
+
+def upload_folder(upload_id: str) -> str:
+    return f"uploads/{upload_id}"
+
+
+def upload_chunk_path(upload_id: str, index: int) -> str:
+    return f"uploads/{upload_id}/{index:08d}"
