@@ -1,3 +1,7 @@
 pytest_plugins = [
     "tests.fixtures.postgres",
+    "tests.fixtures.seaweed",
+    "tests.fixtures.rabbitmq",
+    "tests.fixtures.registry",
+    "tests.fixtures.live_registry",
 ]

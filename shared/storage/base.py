@@ -1,8 +1,9 @@
 """The storage driver contract: a small async interface every backend implements.
 
-Paths are '/'-separated keys relative to the driver's root (no leading slash, no '..').
-Content written by ``put`` or ``concat`` becomes visible only once complete: a reader never
-sees a partial object, and a failed write leaves nothing behind.
+Paths are '/'-separated keys relative to the driver's root (no leading slash, no '..');
+a bad path raises InvalidPathError. A path names either an object or a folder (the objects
+below it), never both. Content written by ``put`` or ``concat`` becomes visible only once
+complete: a reader never sees a partial object, and a failed write leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,11 +22,32 @@ class PathNotFoundError(StorageError):
         self.path = path
 
 
+class InvalidPathError(StorageError, ValueError):
+    """The path is empty, absolute, contains '..' or an empty segment, or is otherwise unusable."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"invalid storage path: {path!r}")
+        self.path = path
+
+
 class InvalidOffsetError(StorageError):
     def __init__(self, path: str, offset: int) -> None:
         super().__init__(f"invalid offset {offset} for {path}")
         self.path = path
         self.offset = offset
+
+
+def checked_path(path: str, *, allow_root: bool = False) -> str:
+    """Return path unchanged when it is a valid relative key; raise InvalidPathError otherwise.
+
+    allow_root admits '' (the root folder), for listing.
+    """
+    if path == "" and allow_root:
+        return path
+    segments = path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments) or "\\" in path or "\0" in path:
+        raise InvalidPathError(path)
+    return path
 
 
 class StorageDriver(ABC):
@@ -41,7 +63,8 @@ class StorageDriver(ABC):
     def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Stream bytes [offset, offset+length) (to the end when length is None).
 
-        Raises PathNotFoundError when path is absent, InvalidOffsetError when offset > size.
+        Raises PathNotFoundError when path is absent, InvalidOffsetError when offset > size
+        (offset == size yields nothing). Errors surface on the first iteration.
         """
 
     @abstractmethod
@@ -54,7 +77,7 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def list(self, prefix: str) -> list[str]:
-        """Every object path below prefix (recursively), sorted."""
+        """Every object path inside the folder prefix, recursively, sorted ('' lists everything)."""
 
     @abstractmethod
     async def move(self, source: str, destination: str) -> None:
@@ -64,11 +87,17 @@ class StorageDriver(ABC):
     async def concat(self, sources: list[str], destination: str) -> int:
         """Write the sources' bytes, in order, as one object at destination; return its size.
 
-        The sources stay in place. Used to assemble chunked uploads.
+        The sources stay in place; PathNotFoundError when one is absent. Used to assemble
+        chunked uploads.
         """
 
     async def download_url(self, path: str) -> str | None:
         """A URL a client may fetch the object from directly, or None when not offered."""
+        return None
+
+    def local_path(self, path: str) -> str | None:
+        """The object's path on the local filesystem (it need not exist), or None when the
+        driver keeps nothing locally. Lets the HTTP layer serve files efficiently."""
         return None
 
     async def close(self) -> None:

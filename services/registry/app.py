@@ -1,0 +1,44 @@
+"""The registry's HTTP application: the OCI distribution API under /v2."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.registry import blobs, catalog, manifests, referrers, tags, token, uploads
+from services.registry.context import RegistryContext
+from services.registry.errors import (
+    RegistryError,
+    http_error_handler,
+    registry_error_handler,
+    validation_error_handler,
+)
+from shared.config import Settings
+from shared.db import create_pool
+from shared.storage import Locations
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
+        locations = await Locations.open(settings)
+        app.state.context = RegistryContext(settings=settings, pool=pool, locations=locations)
+        try:
+            yield
+        finally:
+            await locations.close()
+            await pool.close()
+
+    app = FastAPI(title="Quayside registry", lifespan=lifespan)
+    app.add_exception_handler(RegistryError, registry_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    # Uploads and manifests before blobs: '/blobs/uploads/' must not match '/blobs/{digest}'.
+    for module in (token, catalog, uploads, blobs, referrers, tags, manifests):
+        app.include_router(module.router)
+    return app

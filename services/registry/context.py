@@ -1,0 +1,25 @@
+"""What every request handler needs: settings, the database pool, the storage locations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+from fastapi import Request
+
+from services.registry.credentials_cache import CredentialsCache
+from shared.config import Settings
+from shared.storage import Locations
+
+
+@dataclass
+class RegistryContext:
+    settings: Settings
+    pool: asyncpg.Pool
+    locations: Locations
+    credentials: CredentialsCache = field(default_factory=CredentialsCache)
+
+
+def get_context(request: Request) -> RegistryContext:
+    context: RegistryContext = request.app.state.context
+    return context

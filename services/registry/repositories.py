@@ -1,0 +1,48 @@
+"""Looking up and creating repositories by their '<namespace>/<name>' path."""
+
+from __future__ import annotations
+
+import asyncpg
+from pydantic import BaseModel
+
+
+class Repository(BaseModel):
+    id: int
+    namespace_id: int
+    namespace: str
+    name: str
+    visibility: str
+    state: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+async def find_repository(conn: asyncpg.Connection, namespace: str, name: str) -> Repository | None:
+    row = await conn.fetchrow(
+        "SELECT r.id, r.namespace_id, n.name AS namespace, r.name, r.visibility, r.state"
+        " FROM repository r JOIN namespace n ON n.id = r.namespace_id WHERE n.name = $1 AND r.name = $2",
+        namespace,
+        name,
+    )
+    return Repository(**dict(row)) if row else None
+
+
+async def find_namespace_id(conn: asyncpg.Connection, namespace: str) -> int | None:
+    value = await conn.fetchval("SELECT id FROM namespace WHERE name = $1", namespace)
+    return int(value) if value is not None else None
+
+
+async def ensure_repository(
+    conn: asyncpg.Connection, namespace_id: int, namespace: str, name: str
+) -> Repository:
+    """Create the repository (private) unless it exists; return it."""
+    await conn.execute(
+        "INSERT INTO repository (namespace_id, name) VALUES ($1, $2) ON CONFLICT (namespace_id, name) DO NOTHING",
+        namespace_id,
+        name,
+    )
+    repository = await find_repository(conn, namespace, name)
+    assert repository is not None
+    return repository

@@ -1,0 +1,30 @@
+"""Validation of account names (users, organizations, robots)."""
+
+from __future__ import annotations
+
+import re
+
+# Namespaces are the first component of repository paths, so they follow OCI path-component rules.
+_NAMESPACE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_ROBOT_SHORTNAME = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
+
+
+class InvalidNameError(ValueError):
+    pass
+
+
+def check_namespace_name(name: str) -> str:
+    if not (2 <= len(name) <= 255) or not _NAMESPACE.match(name):
+        raise InvalidNameError(
+            f"invalid namespace name {name!r}: 2-255 characters of a-z, 0-9, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def check_robot_shortname(name: str) -> str:
+    if not _ROBOT_SHORTNAME.match(name):
+        raise InvalidNameError(
+            f"invalid robot name {name!r}: a lowercase letter followed by lowercase letters, digits or '_'"
+        )
+    return name

@@ -1,0 +1,79 @@
+"""Building and pushing small OCI content over the /v2 API in tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import httpx
+
+from shared.oci.digest import digest_bytes
+from shared.oci.mediatypes import OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST
+
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+async def push_blob(client: httpx.AsyncClient, name: str, data: bytes) -> str:
+    """Push with the single-request upload (POST ?digest=); return the digest."""
+    digest = digest_bytes(data)
+    response = await client.post(
+        f"/v2/{name}/blobs/uploads/",
+        params={"digest": digest},
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 201, response.text
+    return digest
+
+
+def descriptor(media_type: str, data: bytes, **extra: object) -> dict[str, object]:
+    return {"mediaType": media_type, "digest": digest_bytes(data), "size": len(data), **extra}
+
+
+@dataclass
+class Image:
+    """An OCI image manifest with its config and layers, all bytes kept for pushing."""
+
+    config: bytes
+    layers: list[bytes]
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def manifest(self) -> bytes:
+        body = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_IMAGE_CONFIG, self.config),
+            "layers": [descriptor(LAYER_TYPE, layer) for layer in self.layers],
+            **self.extra,
+        }
+        return json.dumps(body).encode()
+
+    @property
+    def digest(self) -> str:
+        return digest_bytes(self.manifest)
+
+
+def random_image(layer_count: int = 2, layer_size: int = 1024, **extra: object) -> Image:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "nonce": os.urandom(8).hex()}).encode()
+    return Image(config=config, layers=[os.urandom(layer_size) for _ in range(layer_count)], extra=extra)
+
+
+async def push_image(client: httpx.AsyncClient, name: str, image: Image, reference: str) -> str:
+    """Push blobs then the manifest under the reference; return the manifest digest."""
+    for blob in (image.config, *image.layers):
+        await push_blob(client, name, blob)
+    response = await client.put(
+        f"/v2/{name}/manifests/{reference}", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert response.status_code == 201, response.text
+    return image.digest
+
+
+def index_of(*images: Image) -> bytes:
+    manifests = [
+        descriptor(OCI_MANIFEST, image.manifest, platform={"architecture": arch, "os": "linux"})
+        for image, arch in zip(images, ("amd64", "arm64", "ppc64le", "s390x"), strict=False)
+    ]
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
