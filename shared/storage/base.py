@@ -8,6 +8,7 @@ complete: a reader never sees a partial object, and a failed write leaves nothin
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 
@@ -50,6 +51,14 @@ def checked_path(path: str, *, allow_root: bool = False) -> str:
     return path
 
 
+def check_range(path: str, offset: int, length: int | None) -> None:
+    """Reject a negative offset (InvalidOffsetError) or a negative length (ValueError)."""
+    if offset < 0:
+        raise InvalidOffsetError(path, offset)
+    if length is not None and length < 0:
+        raise ValueError(f"negative length {length} for {path}")
+
+
 class StorageDriver(ABC):
     """Async object storage. Implementations: filesystem, S3."""
 
@@ -84,7 +93,7 @@ class StorageDriver(ABC):
         """Move an object, replacing destination; PathNotFoundError when source is absent."""
 
     @abstractmethod
-    async def concat(self, sources: list[str], destination: str) -> int:
+    async def concat(self, sources: builtins.list[str], destination: str) -> int:
         """Write the sources' bytes, in order, as one object at destination; return its size.
 
         The sources stay in place; PathNotFoundError when one is absent. Used to assemble
@@ -102,3 +111,4 @@ class StorageDriver(ABC):
 
     async def close(self) -> None:
         """Release connections; the driver is not used afterwards."""
+        return None
