@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # None: events stay in the outbox and are delivered on the in-process bus (embedded mode).
     amqp_url: str | None = None
     events_exchange: str = "quayside.events"
+    # The registry worker's durable queue of events that notifications watch (`<name>.dead`: dead letters).
+    notifications_queue: str = "registry.notifications"
 
     storage_locations: dict[str, StorageLocation] = Field(
         default_factory=lambda: {"local": FilesystemLocation(root="./data/storage")}
@@ -54,6 +56,13 @@ class Settings(BaseSettings):
     token_service: str = "quayside"
     token_ttl_s: int = 300
     max_manifest_bytes: int = 4 * 1024 * 1024
+
+    # Outgoing e-mail (notifications, log exports): a plain SMTP relay, no authentication.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "quayside@localhost"
+    # Where exported usage logs are written, each as one JSON file served at /exportedlogs/<name>.
+    log_export_dir: str = "./data/log-exports"
 
     @field_validator("storage_preference", mode="before")
     @classmethod

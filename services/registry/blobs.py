@@ -1,3 +1,147 @@
-from fastapi import APIRouter
+"""HEAD|GET|DELETE /v2/<name>/blobs/<digest>: fetching blobs, and unlinking them from a repository."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+
+from services.registry.access import authorize
+from services.registry.blobstore import linked_blob_size, placement_locations, readable_source, unlink_blob
+from services.registry.context import RegistryContext, get_context
+from services.registry.errors import RegistryError
+from shared.oci.digest import is_digest
 
 router = APIRouter()
+
+BLOB_MEDIA_TYPE = "application/octet-stream"
+_BYTE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class _BlobFileResponse(FileResponse):
+    chunk_size = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes first..last of a blob, both included."""
+
+    first: int
+    last: int
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+
+def checked_digest(value: str) -> str:
+    """value when it is a sha256 or sha512 digest; DIGEST_INVALID otherwise."""
+    if not is_digest(value):
+        raise RegistryError("DIGEST_INVALID", "invalid digest", detail={"digest": value[:200]})
+    return value
+
+
+def blob_unknown(digest: str) -> RegistryError:
+    return RegistryError("BLOB_UNKNOWN", "blob unknown to registry", detail={"digest": digest})
+
+
+def requested_range(header: str | None, size: int) -> ByteRange | None:
+    """The single byte range a Range header asks for, clipped to the blob; None for the whole blob.
+
+    Headers this server does not act on (other units, several ranges, bad syntax) are ignored,
+    as RFC 9110 allows. A range that starts past the end raises a 416 error.
+    """
+    match = _BYTE_RANGE.fullmatch(header.strip()) if header else None
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if not first:
+        suffix_length = int(last)
+        if suffix_length == 0 or size == 0:
+            raise _range_not_satisfiable(size)
+        return ByteRange(max(size - suffix_length, 0), size - 1)
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        raise _range_not_satisfiable(size)
+    return ByteRange(start, min(end, size - 1))
+
+
+def _range_not_satisfiable(size: int) -> RegistryError:
+    return RegistryError(
+        "SIZE_INVALID",
+        "requested range not satisfiable",
+        detail={"size": size},
+        status=416,
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def _blob_headers(digest: str, size: int, byte_range: ByteRange | None) -> dict[str, str]:
+    headers = {
+        "Docker-Content-Digest": digest,
+        "Content-Type": BLOB_MEDIA_TYPE,
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "Content-Length": str(byte_range.length if byte_range else size),
+    }
+    if byte_range:
+        headers["Content-Range"] = f"bytes {byte_range.first}-{byte_range.last}/{size}"
+    return headers
+
+
+@router.api_route("/v2/{name:path}/blobs/{digest}", methods=["GET", "HEAD"])
+async def fetch_blob(
+    name: str, digest: str, request: Request, context: RegistryContext = Depends(get_context)
+) -> Response:
+    """The blob's bytes (or a range of them), from the most preferred location holding it.
+
+    HEAD answers from the records alone. GET redirects (307) when the location offers direct
+    download URLs; 503 when no location holding the blob can be read.
+    """
+    grant = await authorize(context, request, name, "pull")
+    assert grant.repository is not None
+    checked_digest(digest)
+    async with context.pool.acquire() as conn:
+        size = await linked_blob_size(conn, grant.repository.id, digest)
+        placed = await placement_locations(conn, digest) if size is not None else set()
+    if size is None:
+        raise blob_unknown(digest)
+    byte_range = requested_range(request.headers.get("range"), size)
+    headers = _blob_headers(digest, size, byte_range)
+    status = 206 if byte_range else 200
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    source = await readable_source(context.locations, placed, digest)
+    if source is None:
+        raise RegistryError(
+            "BLOB_UNKNOWN", "blob storage unavailable, retry later", detail={"digest": digest}, status=503
+        )
+    url = await source.download_url()
+    if url is not None:
+        return RedirectResponse(url, status_code=307, headers={"Docker-Content-Digest": digest})
+    local_path = source.local_path()
+    if local_path is not None and "range" not in request.headers:
+        return _BlobFileResponse(local_path, headers=headers, media_type=BLOB_MEDIA_TYPE)
+    first, length = (byte_range.first, byte_range.length) if byte_range else (0, size)
+    return StreamingResponse(source.read(first, length), status_code=status, headers=headers)
+
+
+@router.delete("/v2/{name:path}/blobs/{digest}", status_code=202)
+async def delete_blob(
+    name: str, digest: str, request: Request, context: RegistryContext = Depends(get_context)
+) -> Response:
+    """Unlink the blob from the repository (202); its bytes stay for other repositories."""
+    grant = await authorize(context, request, name, "delete")
+    checked_digest(digest)
+    unlinked = False
+    if grant.repository is not None:
+        async with context.pool.acquire() as conn:
+            unlinked = await unlink_blob(conn, grant.repository.id, digest)
+    if not unlinked:
+        raise blob_unknown(digest)
+    return Response(status_code=202, headers={"Docker-Content-Digest": digest})

@@ -8,6 +8,7 @@ import asyncpg
 from fastapi import Request
 
 from services.registry.credentials_cache import CredentialsCache
+from services.registry.upload_sessions import HasherCache
 from shared.config import Settings
 from shared.storage import Locations
 
@@ -18,8 +19,10 @@ class RegistryContext:
     pool: asyncpg.Pool
     locations: Locations
     credentials: CredentialsCache = field(default_factory=CredentialsCache)
+    upload_hashers: HasherCache = field(default_factory=HasherCache)
 
 
-def get_context(request: Request) -> RegistryContext:
+async def get_context(request: Request) -> RegistryContext:
+    """FastAPI dependency; async so that FastAPI does not hop to its thread pool for it."""
     context: RegistryContext = request.app.state.context
     return context

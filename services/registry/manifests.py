@@ -1,3 +1,169 @@
-from fastapi import APIRouter
+"""Manifests: PUT, GET/HEAD and DELETE /v2/<name>/manifests/<reference> (a tag or a digest)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from fastapi import APIRouter, Depends, Request, Response
+
+from services.registry import manifest_store
+from services.registry.access import authorize
+from services.registry.context import RegistryContext, get_context
+from services.registry.errors import RegistryError
+from shared.events.models import ManifestPushed
+from shared.events.outbox import enqueue
+from shared.oci.digest import is_digest
+from shared.oci.manifest import InvalidManifestError, ParsedManifest, parse_manifest
+from shared.oci.names import is_valid_tag
 
 router = APIRouter()
+
+_PATH = "/v2/{name:path}/manifests/{reference}"
+
+
+def is_digest_reference(reference: str) -> bool:
+    """True for a digest, False for a tag; DIGEST_INVALID for a malformed digest (tags have no ':')."""
+    if ":" not in reference:
+        return False
+    if not is_digest(reference):
+        raise RegistryError("DIGEST_INVALID", "invalid digest", detail={"digest": reference[:200]})
+    return True
+
+
+def manifest_unknown(name: str, reference: str) -> RegistryError:
+    return RegistryError(
+        "MANIFEST_UNKNOWN", "manifest unknown", detail={"name": name, "reference": reference[:200]}
+    )
+
+
+def _too_large(limit: int) -> RegistryError:
+    return RegistryError(
+        "MANIFEST_INVALID", f"manifest exceeds {limit} bytes", detail={"limit": limit}, status=413
+    )
+
+
+async def read_manifest_body(request: Request, limit: int) -> bytes:
+    """The request body; 413 as soon as it is known to exceed the limit, without reading further."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise _too_large(limit)
+    return bytes(received)
+
+
+def _parse(body: bytes, content_type: str | None, algorithm: str) -> ParsedManifest:
+    try:
+        return parse_manifest(body, content_type, algorithm)
+    except InvalidManifestError as error:
+        raise RegistryError("MANIFEST_INVALID", str(error)) from error
+
+
+async def _check_references(conn: asyncpg.Connection, repository_id: int, manifest: ParsedManifest) -> None:
+    """MANIFEST_BLOB_UNKNOWN unless every blob is linked to the repository and every child is in it."""
+    missing = await manifest_store.missing_blobs(conn, repository_id, manifest.blob_digests)
+    missing += await manifest_store.missing_manifests(conn, repository_id, manifest.child_digests)
+    if missing:
+        raise RegistryError(
+            "MANIFEST_BLOB_UNKNOWN",
+            f"manifest references unknown content {missing[0]}",
+            detail={"digest": missing[0], "missing": missing},
+        )
+
+
+@router.put(_PATH, status_code=201)
+async def put_manifest(
+    name: str, reference: str, request: Request, context: RegistryContext = Depends(get_context)
+) -> Response:
+    """Store a manifest under a tag or its digest; 201 with its location and digest."""
+    grant = await authorize(context, request, name, "push")
+    by_digest = is_digest_reference(reference)
+    if not by_digest and not is_valid_tag(reference):
+        raise RegistryError(
+            "MANIFEST_INVALID",
+            "invalid tag: at most 128 characters of [a-zA-Z0-9_.-], not starting with '.' or '-'",
+            detail={"tag": reference[:200]},
+        )
+    body = await read_manifest_body(request, context.settings.max_manifest_bytes)
+    algorithm = reference.partition(":")[0] if by_digest else "sha256"
+    manifest = await asyncio.to_thread(_parse, body, request.headers.get("content-type"), algorithm)
+    if by_digest and manifest.digest != reference:
+        raise RegistryError(
+            "DIGEST_INVALID",
+            "the manifest's digest does not match the reference",
+            detail={"reference": reference, "digest": manifest.digest},
+        )
+    tags = [] if by_digest else [reference]
+    async with context.pool.acquire() as conn, conn.transaction():
+        repository = await grant.repository_for_write(conn)
+        await _check_references(conn, repository.id, manifest)
+        manifest_id = await manifest_store.save_manifest(conn, repository.id, manifest, body)
+        for tag in tags:
+            await manifest_store.point_tag(conn, repository.id, tag, manifest_id)
+        identity = grant.caller.identity
+        await enqueue(
+            conn,
+            ManifestPushed(
+                namespace=grant.namespace,
+                repository=grant.name,
+                digest=manifest.digest,
+                media_type=manifest.media_type,
+                size=manifest.size,
+                tags=tags,
+                pusher=identity.name if identity else None,
+            ),
+        )
+    headers = {
+        "Location": f"/v2/{name}/manifests/{manifest.digest}",
+        "Docker-Content-Digest": manifest.digest,
+    }
+    if manifest.subject_digest:
+        headers["OCI-Subject"] = manifest.subject_digest
+    return Response(status_code=201, headers=headers)
+
+
+@router.api_route(_PATH, methods=["GET", "HEAD"])
+async def get_manifest(
+    name: str, reference: str, request: Request, context: RegistryContext = Depends(get_context)
+) -> Response:
+    """The manifest's bytes exactly as pushed, with its media type and digest (headers only for HEAD)."""
+    grant = await authorize(context, request, name, "pull")
+    assert grant.repository is not None  # authorize answers NAME_UNKNOWN to pulls of unknown repositories
+    with_content = request.method == "GET"
+    manifest = await manifest_store.find_manifest(
+        context.pool,
+        grant.repository.id,
+        reference,
+        by_digest=is_digest_reference(reference),
+        with_content=with_content,
+    )
+    if manifest is None:
+        raise manifest_unknown(name, reference)
+    headers = {
+        "Content-Type": manifest.media_type,
+        "Content-Length": str(manifest.size),
+        "Docker-Content-Digest": manifest.digest,
+        "ETag": f'"{manifest.digest}"',
+    }
+    return Response(content=manifest.content, headers=headers)
+
+
+@router.delete(_PATH, status_code=202)
+async def delete_manifest(
+    name: str, reference: str, request: Request, context: RegistryContext = Depends(get_context)
+) -> Response:
+    """By digest: delete the manifest and its tags. By tag: end the tag (kept in history). 202."""
+    grant = await authorize(context, request, name, "delete")
+    if grant.repository is None:
+        raise RegistryError("NAME_UNKNOWN", "repository name not known to registry", detail={"name": name})
+    if is_digest_reference(reference):
+        found = await manifest_store.delete_manifest(context.pool, grant.repository.id, reference)
+    else:
+        found = await manifest_store.end_tag(context.pool, grant.repository.id, reference)
+    if not found:
+        raise manifest_unknown(name, reference)
+    return Response(status_code=202)

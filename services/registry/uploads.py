@@ -1,3 +1,291 @@
-from fastapi import APIRouter
+"""/v2/<name>/blobs/uploads: the OCI blob upload protocol (monolithic, chunked, cross-repository mount).
+
+Every endpoint needs push access to <name>. The session logic lives in upload_sessions; this module
+maps HTTP requests and OCI errors onto it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+
+from services.registry.access import Grant, authorize
+from services.registry.blobs import checked_digest
+from services.registry.blobstore import in_preference_order, link_blob, linked_blob_size, placement_locations
+from services.registry.context import RegistryContext, get_context
+from services.registry.errors import RegistryError
+from services.registry.repositories import Repository
+from services.registry.upload_sessions import (
+    DigestMismatchError,
+    InvalidBodyError,
+    SessionChangedError,
+    StoredChunksError,
+    UploadSession,
+    append_chunk,
+    complete_session,
+    discard_session,
+    find_session,
+    start_session,
+)
+from shared.events.models import BlobPushed
+from shared.events.outbox import enqueue
+from shared.oci.digest import is_digest
 
 router = APIRouter()
+
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)")
+
+
+def _upload_url(name: str, session: UploadSession) -> str:
+    return f"/v2/{name}/blobs/uploads/{session.id}"
+
+
+def _session_headers(name: str, session: UploadSession) -> dict[str, str]:
+    """Where to continue the session and which bytes it holds ('0-0' when none, as Distribution)."""
+    return {
+        "Location": _upload_url(name, session),
+        "Range": f"0-{max(session.byte_offset - 1, 0)}",
+        "Docker-Upload-UUID": str(session.id),
+    }
+
+
+def _accepted(name: str, session: UploadSession) -> Response:
+    return Response(status_code=202, headers=_session_headers(name, session))
+
+
+def _created(name: str, digest: str) -> Response:
+    return Response(
+        status_code=201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest}
+    )
+
+
+def _upload_unknown(upload_id: str) -> RegistryError:
+    return RegistryError(
+        "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", detail={"upload": upload_id[:100]}
+    )
+
+
+def _upload_invalid(message: str) -> RegistryError:
+    return RegistryError("BLOB_UPLOAD_INVALID", message)
+
+
+def _out_of_order(name: str, session: UploadSession) -> RegistryError:
+    """416 telling the client where the session stands, so that it can resume from there."""
+    return RegistryError(
+        "BLOB_UPLOAD_INVALID",
+        "chunk does not continue the upload",
+        detail={"offset": session.byte_offset},
+        status=416,
+        headers=_session_headers(name, session),
+    )
+
+
+async def _request_body(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for piece in request.stream():
+            yield piece
+    except ClientDisconnect as error:
+        raise InvalidBodyError("the client stopped sending the body") from error
+
+
+def _content_length(request: Request) -> int | None:
+    header = request.headers.get("content-length")
+    if header is None:
+        return None
+    if not header.isdigit():
+        raise _upload_invalid("invalid Content-Length")
+    return int(header)
+
+
+def _chunk_length(request: Request, name: str, session: UploadSession) -> int | None:
+    """The body's declared length, once its Content-Range (if any) continues the session."""
+    content_length = _content_length(request)
+    content_range = request.headers.get("content-range")
+    if content_range is None:
+        return content_length
+    match = _CONTENT_RANGE.fullmatch(content_range.strip())
+    if match is None:
+        raise _out_of_order(name, session)
+    first, last = int(match.group(1)), int(match.group(2))
+    if first != session.byte_offset or last < first:
+        raise _out_of_order(name, session)
+    if content_length is not None and content_length != last - first + 1:
+        raise _upload_invalid("Content-Length does not match Content-Range")
+    return last - first + 1
+
+
+async def _session(
+    context: RegistryContext, grant: Grant, upload_id: str
+) -> tuple[Repository, UploadSession]:
+    """The repository and its upload session upload_id; BLOB_UPLOAD_UNKNOWN when there is none."""
+    try:
+        parsed_id = uuid.UUID(upload_id)
+    except ValueError:
+        raise _upload_unknown(upload_id) from None
+    if grant.repository is None:
+        raise _upload_unknown(upload_id)
+    async with context.pool.acquire() as conn:
+        session = await find_session(conn, parsed_id, grant.repository.id)
+    if session is None:
+        raise _upload_unknown(upload_id)
+    return grant.repository, session
+
+
+async def _append(
+    context: RegistryContext, request: Request, name: str, session: UploadSession
+) -> UploadSession:
+    """Store the request body as the session's next chunk (after checking Content-Range)."""
+    expected_length = _chunk_length(request, name, session)
+    driver = context.locations.driver(session.location)
+    try:
+        return await append_chunk(
+            context.pool, driver, context.upload_hashers, session, _request_body(request), expected_length
+        )
+    except SessionChangedError:
+        raise await _session_changed(context, name, session) from None
+    except (InvalidBodyError, StoredChunksError) as error:
+        raise _upload_invalid(str(error)) from error
+
+
+async def _complete(
+    context: RegistryContext, name: str, repository: Repository, session: UploadSession, digest: str
+) -> Response:
+    driver = context.locations.driver(session.location)
+    try:
+        await complete_session(context.pool, driver, context.upload_hashers, session, digest, repository)
+    except DigestMismatchError as error:
+        raise RegistryError(
+            "DIGEST_INVALID",
+            "provided digest did not match uploaded content",
+            detail={"digest": error.expected, "computed": error.computed},
+        ) from error
+    except SessionChangedError:
+        raise await _session_changed(context, name, session) from None
+    except StoredChunksError as error:
+        raise _upload_invalid(str(error)) from error
+    return _created(name, digest)
+
+
+async def _session_changed(context: RegistryContext, name: str, session: UploadSession) -> RegistryError:
+    """416 with the session's current state, or BLOB_UPLOAD_UNKNOWN when it has ended."""
+    async with context.pool.acquire() as conn:
+        current = await find_session(conn, session.id, session.repository_id)
+    return _out_of_order(name, current) if current else _upload_unknown(str(session.id))
+
+
+async def _mount(
+    context: RegistryContext, request: Request, grant: Grant, digest: str, source_name: str | None
+) -> bool:
+    """Link digest from source_name into the grant's repository; False when the caller may not
+    pull source_name or the blob is not there."""
+    if source_name is None or not is_digest(digest):
+        return False
+    try:
+        source = await authorize(context, request, source_name, "pull")
+    except RegistryError:
+        return False
+    assert source.repository is not None
+    async with context.pool.acquire() as conn, conn.transaction():
+        size = await linked_blob_size(conn, source.repository.id, digest)
+        if size is None:
+            return False
+        repository = await grant.repository_for_write(conn)
+        await link_blob(conn, repository.id, digest)
+        locations = in_preference_order(context.locations, await placement_locations(conn, digest))
+        event = BlobPushed(
+            namespace=repository.namespace,
+            repository=repository.name,
+            digest=digest,
+            size=size,
+            location=locations[0] if locations else context.locations.preferred,
+        )
+        await enqueue(conn, event)
+    return True
+
+
+@router.post("/v2/{name:path}/blobs/uploads/", status_code=202)
+@router.post("/v2/{name:path}/blobs/uploads", status_code=202, include_in_schema=False)
+async def start_upload(
+    name: str,
+    request: Request,
+    digest: str | None = None,
+    mount: str | None = None,
+    mount_from: str | None = Query(default=None, alias="from"),
+    context: RegistryContext = Depends(get_context),
+) -> Response:
+    """Start an upload session (202), or in one request: mount a blob from another repository
+    (?mount=&from=, 201; a new session when the mount is not possible) or upload the body as a
+    whole blob (?digest=, 201)."""
+    grant = await authorize(context, request, name, "push")
+    if mount is not None and await _mount(context, request, grant, mount, mount_from):
+        return _created(name, mount)
+    if digest is not None:
+        checked_digest(digest)
+    async with context.pool.acquire() as conn:
+        repository = await grant.repository_for_write(conn)
+        session = await start_session(conn, repository.id, context.locations.preferred)
+    if digest is None:
+        return _accepted(name, session)
+    try:
+        session = await _append(context, request, name, session)
+    except RegistryError:
+        await discard_session(
+            context.pool, context.locations.driver(session.location), context.upload_hashers, session
+        )
+        raise
+    return await _complete(context, name, repository, session, digest)
+
+
+@router.patch("/v2/{name:path}/blobs/uploads/{upload_id}", status_code=202)
+async def upload_chunk(
+    name: str, upload_id: str, request: Request, context: RegistryContext = Depends(get_context)
+) -> Response:
+    """Append the body to the session (202); a Content-Range must start at its offset (else 416)."""
+    grant = await authorize(context, request, name, "push")
+    _, session = await _session(context, grant, upload_id)
+    return _accepted(name, await _append(context, request, name, session))
+
+
+@router.put("/v2/{name:path}/blobs/uploads/{upload_id}", status_code=201)
+async def finish_upload(
+    name: str,
+    upload_id: str,
+    request: Request,
+    digest: str | None = None,
+    context: RegistryContext = Depends(get_context),
+) -> Response:
+    """Append the body, if any, verify everything against ?digest= and publish the blob (201)."""
+    grant = await authorize(context, request, name, "push")
+    repository, session = await _session(context, grant, upload_id)
+    if digest is None:
+        raise RegistryError("DIGEST_INVALID", "digest parameter missing")
+    checked_digest(digest)
+    session = await _append(context, request, name, session)
+    return await _complete(context, name, repository, session, digest)
+
+
+@router.get("/v2/{name:path}/blobs/uploads/{upload_id}", status_code=204)
+async def upload_status(
+    name: str, upload_id: str, request: Request, context: RegistryContext = Depends(get_context)
+) -> Response:
+    """Where the session stands (204 with Range and Location)."""
+    grant = await authorize(context, request, name, "push")
+    _, session = await _session(context, grant, upload_id)
+    return Response(status_code=204, headers=_session_headers(name, session))
+
+
+@router.delete("/v2/{name:path}/blobs/uploads/{upload_id}", status_code=204)
+async def cancel_upload(
+    name: str, upload_id: str, request: Request, context: RegistryContext = Depends(get_context)
+) -> Response:
+    """End the session and drop its bytes (204)."""
+    grant = await authorize(context, request, name, "push")
+    _, session = await _session(context, grant, upload_id)
+    driver = context.locations.driver(session.location)
+    await discard_session(context.pool, driver, context.upload_hashers, session)
+    return Response(status_code=204)

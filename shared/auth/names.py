@@ -7,6 +7,7 @@ import re
 # Namespaces are the first component of repository paths, so they follow OCI path-component rules.
 _NAMESPACE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _ROBOT_SHORTNAME = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
+_TEAM_NAME = re.compile(r"^[a-z][a-z0-9_]{1,254}$")
 
 
 class InvalidNameError(ValueError):
@@ -26,5 +27,14 @@ def check_robot_shortname(name: str) -> str:
     if not _ROBOT_SHORTNAME.match(name):
         raise InvalidNameError(
             f"invalid robot name {name!r}: a lowercase letter followed by lowercase letters, digits or '_'"
+        )
+    return name
+
+
+def check_team_name(name: str) -> str:
+    if not _TEAM_NAME.match(name):
+        raise InvalidNameError(
+            f"invalid team name {name!r}: 2-255 characters, a lowercase letter followed by lowercase "
+            "letters, digits or '_'"
         )
     return name

@@ -44,7 +44,109 @@ class ManifestPushed(Event):
     pusher: str | None = None
 
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.routing_key: cls for cls in (BlobPushed, ManifestPushed)}
+class TagDeleted(Event):
+    """A live tag was deleted (its row ended; restorable within the namespace's time machine)."""
+
+    routing_key: ClassVar[str] = "tag.deleted"
+
+    namespace: str
+    repository: str
+    tag: str
+    digest: str
+    performer: str | None = None
+
+
+class TagExpired(Event):
+    """A tag reached the expiration set on it (API or the `quay.expires-after` label)."""
+
+    routing_key: ClassVar[str] = "tag.expired"
+
+    namespace: str
+    repository: str
+    tag: str
+    digest: str
+
+
+class RepositoryDeleted(Event):
+    routing_key: ClassVar[str] = "repository.deleted"
+
+    namespace: str
+    repository: str
+    performer: str | None = None
+
+
+class MirrorStarted(Event):
+    routing_key: ClassVar[str] = "mirror.started"
+
+    namespace: str
+    repository: str
+    external_reference: str
+
+
+class MirrorSucceeded(Event):
+    routing_key: ClassVar[str] = "mirror.succeeded"
+
+    namespace: str
+    repository: str
+    external_reference: str
+    tags: list[str] = Field(default_factory=list)
+
+
+class MirrorFailed(Event):
+    routing_key: ClassVar[str] = "mirror.failed"
+
+    namespace: str
+    repository: str
+    external_reference: str
+    error: str
+
+
+class QuotaWarning(Event):
+    """A namespace's usage crossed a Warning limit of its quota."""
+
+    routing_key: ClassVar[str] = "quota.warning"
+
+    namespace: str
+    usage_bytes: int
+    limit_bytes: int
+    threshold_percent: int
+
+
+class QuotaExceeded(Event):
+    """A namespace's usage crossed a Reject limit of its quota: pushes are refused."""
+
+    routing_key: ClassVar[str] = "quota.exceeded"
+
+    namespace: str
+    usage_bytes: int
+    limit_bytes: int
+    threshold_percent: int
+
+
+class NotificationTestRequested(Event):
+    """Someone asked for a sample delivery of one notification (the API's test endpoint)."""
+
+    routing_key: ClassVar[str] = "notification.test"
+
+    notification_uuid: uuid.UUID
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.routing_key: cls
+    for cls in (
+        BlobPushed,
+        ManifestPushed,
+        TagDeleted,
+        TagExpired,
+        RepositoryDeleted,
+        MirrorStarted,
+        MirrorSucceeded,
+        MirrorFailed,
+        QuotaWarning,
+        QuotaExceeded,
+        NotificationTestRequested,
+    )
+}
 
 
 def parse_event(routing_key: str, body: bytes | str) -> Event:

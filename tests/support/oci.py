@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 import httpx
 
 from shared.oci.digest import digest_bytes
-from shared.oci.mediatypes import OCI_IMAGE_CONFIG, OCI_INDEX, OCI_MANIFEST
+from shared.oci.mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_IMAGE_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 
@@ -77,3 +83,55 @@ def index_of(*images: Image) -> bytes:
         for image, arch in zip(images, ("amd64", "arm64", "ppc64le", "s390x"), strict=False)
     ]
     return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
+
+
+DOCKER_CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+EMPTY_CONFIG = b"{}"
+
+# Repository names the OCI grammar refuses: uppercase, '..', empty components, over 255 characters.
+INVALID_REPOSITORY_NAMES = ["ns/Upper", "ns/%2E%2E", "ns/a..b", "ns//app", "ns/app/", "ns/" + "a" * 253]
+
+
+async def push_image_blobs(client: httpx.AsyncClient, name: str, image: Image) -> None:
+    for blob in (image.config, *image.layers):
+        await push_blob(client, name, blob)
+
+
+async def put_manifest(
+    client: httpx.AsyncClient, name: str, reference: str, body: bytes, media_type: str | None = OCI_MANIFEST
+) -> httpx.Response:
+    """PUT a manifest as is; no Content-Type header when media_type is None."""
+    headers = {"Content-Type": media_type} if media_type else {}
+    return await client.put(f"/v2/{name}/manifests/{reference}", content=body, headers=headers)
+
+
+def docker_manifest(image: Image) -> bytes:
+    """The image's config and layers as a Docker schema 2 manifest."""
+    body = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": descriptor(DOCKER_CONFIG_TYPE, image.config),
+        "layers": [descriptor(DOCKER_LAYER_TYPE, layer) for layer in image.layers],
+    }
+    return json.dumps(body).encode()
+
+
+def docker_manifest_list(*manifests: bytes) -> bytes:
+    entries = [
+        descriptor(DOCKER_MANIFEST, manifest, platform={"architecture": arch, "os": "linux"})
+        for manifest, arch in zip(manifests, ("amd64", "arm64", "ppc64le", "s390x"), strict=False)
+    ]
+    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": entries}).encode()
+
+
+async def bearer_token(client: httpx.AsyncClient, *scopes: str) -> str:
+    """A token from GET /v2/auth for the scopes, as the client's credentials may get it."""
+    response = await client.get("/v2/auth", params=[("scope", scope) for scope in scopes])
+    assert response.status_code == 200, response.text
+    token: str = response.json()["token"]
+    return token
+
+
+def bearer_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,219 @@
+"""The `quayside` command: the embedded start, migrations, and accounts until the management API arrives.
+
+Account commands work on an embedded install's database (`--data-dir`, QUAYSIDE_DATA_DIR) or on
+the database at `--database-url` (QUAYSIDE_DATABASE_URL); with neither, on ./quayside-data.
+Expected failures (a taken or invalid name, an unknown owner, an unreachable database) end with
+one `error:` line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import asyncpg
+import typer
+from pydantic import ValidationError
+
+from quayside import install
+from shared.auth.accounts import (
+    AccountExistsError,
+    InvalidNameError,
+    RobotCredentials,
+    create_organization,
+    create_robot,
+    create_user,
+)
+from shared.auth.passwords import generate_secret
+from shared.config import Settings
+from shared.db.migrate import migrate
+from shared.serving import ListenAddress, ServerStartError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Quayside, a container registry suite.",
+)
+user_app = typer.Typer(no_args_is_help=True, help="Manage users.")
+org_app = typer.Typer(no_args_is_help=True, help="Manage organizations.")
+robot_app = typer.Typer(no_args_is_help=True, help="Manage robot accounts.")
+app.add_typer(user_app, name="user")
+app.add_typer(org_app, name="org")
+app.add_typer(robot_app, name="robot")
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="QUAYSIDE_DATA_DIR",
+        help="Data folder of an embedded install (default ./quayside-data unless --database-url is given).",
+    ),
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="QUAYSIDE_DATABASE_URL", help="PostgreSQL URL of the database."),
+]
+
+# Failures the user can act on: reported in one line, never with a traceback.
+_EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    AccountExistsError,
+    InvalidNameError,
+    LookupError,
+    install.NoInstallError,
+    ServerStartError,
+    ValidationError,
+    subprocess.CalledProcessError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+def main() -> None:
+    app()
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        message = first["msg"].removeprefix("Value error, ")
+        return f"invalid setting {where}: {message}" if where else f"invalid value: {message}"
+    if isinstance(error, asyncpg.UndefinedTableError):
+        return "the database has no Quayside tables: run `quayside migrate` first"
+    if isinstance(error, subprocess.CalledProcessError):
+        return f"embedded PostgreSQL failed ({error.cmd[0]}); its log is the data folder's postgres/log"
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def _errors_reported() -> Iterator[None]:
+    """Turn expected failures into one `error:` line on stderr and exit status 1."""
+    try:
+        yield
+    except _EXPECTED_ERRORS as exc:
+        typer.echo(f"error: {_describe(exc)}", err=True)
+        raise typer.Exit(1) from None
+
+
+@asynccontextmanager
+async def _database_url(data_dir: Path | None, database_url: str | None) -> AsyncIterator[str]:
+    if data_dir is None and database_url is not None:
+        yield database_url
+        return
+    async with install.existing_install(install.DataDir(data_dir or install.DEFAULT_DATA_DIR)) as dsn:
+        yield dsn
+
+
+async def _in_database(
+    data_dir: Path | None, database_url: str | None, operation: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
+    async with _database_url(data_dir, database_url) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await operation(conn)
+        finally:
+            await conn.close()
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path | None, typer.Option(envvar="QUAYSIDE_DATA_DIR", help="Data folder [default: ./quayside-data].")
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(envvar="QUAYSIDE_LISTEN", help="host:port [default: 127.0.0.1:5000].")
+    ] = None,
+) -> None:
+    """Start the whole suite on embedded defaults and serve until Ctrl-C or SIGTERM.
+
+    The first start creates the data folder (embedded PostgreSQL, local storage, token secret) and
+    the admin account (QUAYSIDE_ADMIN_USER, default admin) with QUAYSIDE_ADMIN_PASSWORD or a
+    generated password printed once. Later starts reuse everything.
+    """
+    # Imported here: the web application is heavy to import and only this command runs it.
+    from quayside import embedded
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with _errors_reported():
+        settings = embedded.EmbeddedSettings()
+        if data_dir is not None:
+            settings = settings.model_copy(update={"data_dir": data_dir})
+        if listen is not None:
+            settings = settings.model_copy(update={"listen": ListenAddress.parse(listen)})
+        asyncio.run(embedded.run(settings))
+
+
+@app.command("migrate")
+def migrate_command(database_url: DatabaseUrlOption = None) -> None:
+    """Apply pending database migrations (QUAYSIDE_DATABASE_URL)."""
+    with _errors_reported():
+        applied = asyncio.run(migrate(database_url or Settings().database_url))
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
+
+
+@user_app.command("create")
+def user_create(
+    name: str,
+    password: Annotated[
+        str | None, typer.Option("--password", "-p", help="Generated and printed when omitted.")
+    ] = None,
+    superuser: Annotated[bool, typer.Option("--superuser", help="May administer everything.")] = False,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Create a user (and its namespace)."""
+    chosen = password or generate_secret(18)
+
+    async def create(conn: asyncpg.Connection) -> None:
+        await create_user(conn, name, chosen, superuser=superuser)
+
+    with _errors_reported():
+        asyncio.run(_in_database(data_dir, database_url, create))
+    typer.echo(f"created {'superuser' if superuser else 'user'} {name}")
+    if password is None:
+        typer.echo(f"password: {chosen}")
+
+
+@org_app.command("create")
+def org_create(
+    name: str,
+    owner: Annotated[str, typer.Option("--owner", help="User who administers the organization.")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Create an organization owned by a user."""
+
+    async def create(conn: asyncpg.Connection) -> None:
+        await create_organization(conn, name, owner)
+
+    with _errors_reported():
+        asyncio.run(_in_database(data_dir, database_url, create))
+    typer.echo(f"created organization {name} (owner {owner})")
+
+
+@robot_app.command("create")
+def robot_create(
+    namespace: str,
+    shortname: str,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Create a robot account in a user's or organization's namespace; its token is printed once."""
+
+    async def create(conn: asyncpg.Connection) -> RobotCredentials:
+        return await create_robot(conn, namespace, shortname)
+
+    with _errors_reported():
+        credentials = asyncio.run(_in_database(data_dir, database_url, create))
+    typer.echo(f"username: {credentials.username}")
+    typer.echo(f"token: {credentials.token}")

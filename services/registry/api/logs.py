@@ -1,0 +1,335 @@
+"""Usage logs, Quay's API: list, aggregate and export the logs of an organization (its admins), a
+repository (its admins) or the caller's own namespace.
+
+    GET  /api/v1/organization/{orgname}/logs | aggregatelogs,   POST .../exportlogs
+    GET  /api/v1/repository/{namespace}/{repository}/logs | aggregatelogs,   POST .../exportlogs
+    GET  /api/v1/user/logs | aggregatelogs,   POST /api/v1/user/exportlogs
+    GET  /exportedlogs/{name}   an exported file (the unguessable name is the capability, as in Quay)
+
+`starttime` and `endtime` are Quay's `%m/%d/%Y` (UTC days, the end day included) or ISO 8601; the
+default range is the last day. Lists are newest first, PAGE_SIZE entries a page; an answer with more
+after it carries `next_page`, passed back as the `next_page` parameter. Logs never cross their
+namespace: every query is bound to the namespace the caller administers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import aiofiles.os
+import asyncpg
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import AfterValidator, Field, model_validator
+
+from services.registry import log_export
+from services.registry.api.common import ApiModel, api_router, bad_request, db_connection, not_found
+from services.registry.api.notifications import client_ip, require_repository_admin
+from services.registry.api.security import ApiCaller, caller_user, require_organization_admin, require_user
+from services.registry.context import RegistryContext, get_context
+from services.registry.usage_log_queries import (
+    InvalidLogQueryError,
+    LogScope,
+    TimeRange,
+    aggregated_counts,
+    page_of_logs,
+    rfc822,
+    time_range,
+)
+from shared.usage_logs import record
+
+router = api_router(tags=["Usage logs"])
+exported_router = APIRouter(tags=["Usage logs"])
+
+StartTime = Annotated[
+    str | None, Query(max_length=64, description='Earliest day, "%m/%d/%Y" (UTC) or ISO 8601')
+]
+EndTime = Annotated[
+    str | None, Query(max_length=64, description='Latest day (included), "%m/%d/%Y" or ISO 8601')
+]
+Performer = Annotated[str | None, Query(max_length=255, description="Only the logs of this user or robot")]
+NextPage = Annotated[str | None, Query(max_length=512, description="The next_page of the previous answer")]
+
+
+def _check_callback_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("Invalid callback URL")
+    return url
+
+
+def _check_callback_email(email: str) -> str:
+    if "@" not in email:
+        raise ValueError("Invalid callback e-mail")
+    return email
+
+
+class ExportLogsRequest(ApiModel):
+    """Where to report the export: a URL receiving Quay's report, an e-mail address, or both."""
+
+    callback_url: Annotated[str, Field(max_length=2048), AfterValidator(_check_callback_url)] | None = None
+    callback_email: Annotated[str, Field(max_length=320), AfterValidator(_check_callback_email)] | None = None
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> ExportLogsRequest:
+        if not self.callback_url and not self.callback_email:
+            raise ValueError("callback_url or callback_email is required")
+        return self
+
+
+class _Target:
+    """Whose logs: a namespace, narrowed to a repository for repository logs."""
+
+    def __init__(self, namespace: str, namespace_id: int, repository: str | None = None) -> None:
+        self.namespace = namespace
+        self.namespace_id = namespace_id
+        self.repository = repository
+
+    def scope(self, performer: str | None = None) -> LogScope:
+        return LogScope(self.namespace_id, self.repository, performer)
+
+
+async def _organization_target(
+    orgname: str, caller: ApiCaller = Depends(require_user), conn: asyncpg.Connection = Depends(db_connection)
+) -> _Target:
+    caller.require_scope("org:admin")
+    organization = await require_organization_admin(conn, caller, orgname)
+    return _Target(organization.name, organization.id)
+
+
+async def _repository_target(
+    namespace: str,
+    repository: str,
+    caller: ApiCaller = Depends(require_user),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> _Target:
+    found = await require_repository_admin(conn, caller, namespace, repository)
+    return _Target(found.namespace, found.namespace_id, found.name)
+
+
+async def _user_target(caller: ApiCaller = Depends(require_user)) -> _Target:
+    caller.require_scope("user:admin")
+    identity = caller_user(caller)
+    return _Target(identity.name, identity.namespace_id)
+
+
+def _range(starttime: str | None, endtime: str | None) -> TimeRange:
+    try:
+        return time_range(starttime, endtime, datetime.now(UTC))
+    except InvalidLogQueryError as error:
+        raise bad_request(str(error)) from error
+
+
+async def _list(
+    conn: asyncpg.Connection,
+    scope: LogScope,
+    starttime: str | None,
+    endtime: str | None,
+    next_page: str | None,
+) -> dict[str, Any]:
+    span = _range(starttime, endtime)
+    try:
+        logs, following = await page_of_logs(conn, scope, span, next_page)
+    except InvalidLogQueryError as error:
+        raise bad_request(str(error)) from error
+    answer: dict[str, Any] = {"start_time": rfc822(span.start), "end_time": rfc822(span.end), "logs": logs}
+    if following is not None:
+        answer["next_page"] = following
+    return answer
+
+
+async def _aggregate(
+    conn: asyncpg.Connection, scope: LogScope, starttime: str | None, endtime: str | None
+) -> dict[str, Any]:
+    return {"aggregated": await aggregated_counts(conn, scope, _range(starttime, endtime))}
+
+
+async def _export(
+    target: _Target,
+    body: ExportLogsRequest,
+    starttime: str | None,
+    endtime: str | None,
+    *,
+    caller: ApiCaller,
+    request: Request,
+    conn: asyncpg.Connection,
+    context: RegistryContext,
+    tasks: BackgroundTasks,
+) -> dict[str, str]:
+    """Queue the export (it runs once the answer is sent) and log the request, as Quay does."""
+    export = log_export.ExportRequest(
+        export_id=log_export.new_export_id(),
+        scope=target.scope(),
+        span=_range(starttime, endtime),
+        namespace=target.namespace,
+        repository=target.repository,
+        callback_url=body.callback_url,
+        callback_email=body.callback_email,
+        base_url=context.settings.public_url or str(request.base_url),
+    )
+    await record(
+        conn,
+        "export_logs_success",
+        performer=caller.identity,
+        ip=client_ip(request),
+        namespace=target.namespace,
+        repository=target.repository,
+        metadata={"export_id": export.export_id, "url": body.callback_url, "email": body.callback_email},
+    )
+    tasks.add_task(log_export.run_export, context.pool, context.settings, export)
+    return {"export_id": export.export_id}
+
+
+@router.get("/organization/{orgname}/logs", summary="List an organization's usage logs")
+async def list_organization_logs(
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    performer: Performer = None,
+    next_page: NextPage = None,
+    target: _Target = Depends(_organization_target),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    return await _list(conn, target.scope(performer), starttime, endtime, next_page)
+
+
+@router.get("/repository/{namespace}/{repository:path}/logs", summary="List a repository's usage logs")
+async def list_repository_logs(
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    next_page: NextPage = None,
+    target: _Target = Depends(_repository_target),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    return await _list(conn, target.scope(), starttime, endtime, next_page)
+
+
+@router.get("/user/logs", summary="List the usage logs of the caller's namespace")
+async def list_user_logs(
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    performer: Performer = None,
+    next_page: NextPage = None,
+    target: _Target = Depends(_user_target),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    return await _list(conn, target.scope(performer), starttime, endtime, next_page)
+
+
+@router.get("/organization/{orgname}/aggregatelogs", summary="Count an organization's logs per kind and day")
+async def aggregate_organization_logs(
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    performer: Performer = None,
+    target: _Target = Depends(_organization_target),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    return await _aggregate(conn, target.scope(performer), starttime, endtime)
+
+
+@router.get(
+    "/repository/{namespace}/{repository:path}/aggregatelogs",
+    summary="Count a repository's logs per kind and day",
+)
+async def aggregate_repository_logs(
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    target: _Target = Depends(_repository_target),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    return await _aggregate(conn, target.scope(), starttime, endtime)
+
+
+@router.get("/user/aggregatelogs", summary="Count the caller's namespace logs per kind and day")
+async def aggregate_user_logs(
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    performer: Performer = None,
+    target: _Target = Depends(_user_target),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    return await _aggregate(conn, target.scope(performer), starttime, endtime)
+
+
+@router.post("/organization/{orgname}/exportlogs", summary="Export an organization's logs")
+async def export_organization_logs(
+    body: ExportLogsRequest,
+    request: Request,
+    tasks: BackgroundTasks,
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    target: _Target = Depends(_organization_target),
+    caller: ApiCaller = Depends(require_user),
+    conn: asyncpg.Connection = Depends(db_connection),
+    context: RegistryContext = Depends(get_context),
+) -> dict[str, str]:
+    return await _export(
+        target,
+        body,
+        starttime,
+        endtime,
+        caller=caller,
+        request=request,
+        conn=conn,
+        context=context,
+        tasks=tasks,
+    )
+
+
+@router.post("/repository/{namespace}/{repository:path}/exportlogs", summary="Export a repository's logs")
+async def export_repository_logs(
+    body: ExportLogsRequest,
+    request: Request,
+    tasks: BackgroundTasks,
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    target: _Target = Depends(_repository_target),
+    caller: ApiCaller = Depends(require_user),
+    conn: asyncpg.Connection = Depends(db_connection),
+    context: RegistryContext = Depends(get_context),
+) -> dict[str, str]:
+    return await _export(
+        target,
+        body,
+        starttime,
+        endtime,
+        caller=caller,
+        request=request,
+        conn=conn,
+        context=context,
+        tasks=tasks,
+    )
+
+
+@router.post("/user/exportlogs", summary="Export the logs of the caller's namespace")
+async def export_user_logs(
+    body: ExportLogsRequest,
+    request: Request,
+    tasks: BackgroundTasks,
+    starttime: StartTime = None,
+    endtime: EndTime = None,
+    target: _Target = Depends(_user_target),
+    caller: ApiCaller = Depends(require_user),
+    conn: asyncpg.Connection = Depends(db_connection),
+    context: RegistryContext = Depends(get_context),
+) -> dict[str, str]:
+    return await _export(
+        target,
+        body,
+        starttime,
+        endtime,
+        caller=caller,
+        request=request,
+        conn=conn,
+        context=context,
+        tasks=tasks,
+    )
+
+
+@exported_router.get(
+    "/exportedlogs/{name}", summary="Download exported usage logs", response_class=FileResponse
+)
+async def exported_logs(name: str, context: RegistryContext = Depends(get_context)) -> FileResponse:
+    path = log_export.exported_file(context.settings, name)
+    if path is None or not await aiofiles.os.path.isfile(path):
+        raise not_found("no such export")
+    return FileResponse(path, media_type="application/json")

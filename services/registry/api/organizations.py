@@ -1,0 +1,159 @@
+"""Organizations: create, view, change (email, time-machine window), queued deletion, and the
+superuser's list. Paths and answers follow Quay's /api/v1/organization/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from fastapi import BackgroundTasks, Depends, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from services.registry.api.common import ApiModel, api_router, db_connection
+from services.registry.api.security import (
+    ApiCaller,
+    api_caller,
+    caller_user,
+    find_organization,
+    require_organization_admin,
+    require_superuser,
+    user_with_scope,
+)
+from services.registry.context import RegistryContext, get_context
+from shared.auth.accounts import (
+    Namespace,
+    create_organization,
+    mark_organization_for_deletion,
+    purge_namespaces_marked_for_deletion,
+    set_namespace_email,
+    set_time_machine_window,
+)
+from shared.auth.permissions import namespace_role
+
+router = api_router(tags=["Organizations"])
+_org_admin = user_with_scope("org:admin")
+
+
+class NewOrganization(ApiModel):
+    name: str = Field(max_length=255)
+    email: str | None = Field(default=None, max_length=255)
+
+
+class OrganizationChange(ApiModel):
+    email: str | None = Field(default=None, max_length=255)
+    tag_expiration_s: int | None = Field(
+        default=None, description="Time-machine window: 0, 86400, 604800, 1209600 or 2419200 seconds"
+    )
+
+
+async def _teams_view(conn: asyncpg.Connection, caller: ApiCaller, organization_id: int, admin: bool) -> dict[str, Any]:
+    identity = caller.identity
+    assert identity is not None
+    rows = await conn.fetch(
+        "SELECT t.name, t.description, t.role,"
+        " (SELECT count(*) FROM team_member m WHERE m.team_id = t.id) AS member_count,"
+        " (SELECT count(*) FROM repository_permission p WHERE p.team_id = t.id) AS repo_count,"
+        f" EXISTS (SELECT 1 FROM team_member m WHERE m.team_id = t.id AND m.{identity.kind}_id = $2) AS joined"
+        " FROM team t WHERE t.namespace_id = $1 ORDER BY t.id",
+        organization_id,
+        identity.id,
+    )
+    teams = {
+        row["name"]: {
+            "name": row["name"],
+            "description": row["description"],
+            "role": row["role"],
+            "can_view": admin or row["joined"],
+            "member_count": row["member_count"],
+            "repo_count": row["repo_count"],
+            "is_synced": False,
+        }
+        for row in rows
+    }
+    return {"teams": teams, "ordered_teams": list(teams)}
+
+
+async def organization_view(conn: asyncpg.Connection, caller: ApiCaller, organization: Namespace) -> dict[str, Any]:
+    """What the caller may see: the name for all; teams for members; email and settings for admins."""
+    role = await namespace_role(conn, caller.identity, organization.id)
+    admin = role == "admin"
+    view: dict[str, Any] = {
+        "name": organization.name,
+        "email": organization.email if admin else "",
+        "is_admin": admin,
+        "is_member": role is not None,
+    }
+    if role is not None:
+        view |= await _teams_view(conn, caller, organization.id, admin)
+    if admin:
+        view["tag_expiration_s"] = organization.tag_expiration_s
+    return view
+
+
+@router.post("/organization/", status_code=201)
+async def create(
+    body: NewOrganization,
+    caller: ApiCaller = Depends(user_with_scope("user:admin")),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> JSONResponse:
+    """Create an organization; the caller becomes its first owner (team 'owners')."""
+    await create_organization(conn, body.name, caller_user(caller).name, email=body.email)
+    return JSONResponse("Created", status_code=201)
+
+
+@router.get("/organization/{orgname}")
+async def get(
+    orgname: str, caller: ApiCaller = Depends(api_caller), conn: asyncpg.Connection = Depends(db_connection)
+) -> dict[str, Any]:
+    return await organization_view(conn, caller, await find_organization(conn, orgname))
+
+
+@router.put("/organization/{orgname}")
+async def change(
+    orgname: str,
+    body: OrganizationChange,
+    caller: ApiCaller = Depends(_org_admin),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    """Change the contact email and/or the time-machine window (fields left out stay as they are)."""
+    organization = await require_organization_admin(conn, caller, orgname)
+    async with conn.transaction():
+        if "email" in body.model_fields_set:
+            await set_namespace_email(conn, organization.id, body.email)
+        if body.tag_expiration_s is not None:
+            await set_time_machine_window(conn, organization.id, body.tag_expiration_s)
+    return await organization_view(conn, caller, await find_organization(conn, orgname))
+
+
+async def _purge(context: RegistryContext, namespace_id: int) -> None:
+    async with context.pool.acquire() as conn:
+        await purge_namespaces_marked_for_deletion(conn, namespace_id)
+
+
+@router.delete("/organization/{orgname}", status_code=204)
+async def delete(
+    orgname: str,
+    background: BackgroundTasks,
+    caller: ApiCaller = Depends(_org_admin),
+    conn: asyncpg.Connection = Depends(db_connection),
+    context: RegistryContext = Depends(get_context),
+) -> Response:
+    """Queue the organization's deletion: it is gone from every path at once, its content purged
+    after the answer (or by the next sweep of purge_namespaces_marked_for_deletion)."""
+    organization = await require_organization_admin(conn, caller, orgname)
+    await mark_organization_for_deletion(conn, organization.id)
+    background.add_task(_purge, context, organization.id)
+    return Response(status_code=204)
+
+
+@router.get("/superuser/organizations/")
+async def list_organizations(
+    caller: ApiCaller = Depends(user_with_scope("super:user")), conn: asyncpg.Connection = Depends(db_connection)
+) -> dict[str, Any]:
+    """Every live organization (superusers only)."""
+    require_superuser(caller)
+    rows = await conn.fetch(
+        "SELECT name, email FROM namespace WHERE kind = 'organization' AND NOT marked_for_deletion ORDER BY name"
+    )
+    return {"organizations": [{"name": row["name"], "email": row["email"]} for row in rows]}

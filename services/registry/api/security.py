@@ -1,0 +1,132 @@
+"""Who calls /api/v1 and what the call may do.
+
+Credentials: a bearer API token (scoped, see shared.auth.api_tokens), or Basic with a user's
+password or a robot's token, or none (anonymous). Password callers may use every scope, robots the
+repository scopes; a token only its own. Failures answer JSON ``{"detail": ...}``: 401 for missing or
+bad credentials, 403 for a missing scope or permission, 404 for an unknown namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from services.registry.access import identify_basic
+from services.registry.api.common import db_connection, forbidden, not_found
+from services.registry.context import RegistryContext, get_context
+from shared.auth.accounts import Namespace, find_namespace
+from shared.auth.api_tokens import SCOPES, ApiTokenExpiredError, Scope, authenticate_api_token
+from shared.auth.identity import Identity
+from shared.auth.permissions import namespace_role
+
+ROBOT_SCOPES: frozenset[Scope] = frozenset({"repo:read", "repo:write", "repo:admin", "repo:create"})
+
+_bearer = HTTPBearer(auto_error=False, description="An API token (POST /api/v1/user/apitokens).")
+_basic = HTTPBasic(
+    auto_error=False, realm="Quayside", description="A user's password, or a robot '<namespace>+<name>' and its token."
+)
+
+
+class ApiCaller(BaseModel):
+    """The caller: ``identity`` is None for anonymous calls; ``scopes`` bound what credentials may do.
+
+    A superuser's identity carries ``is_superuser`` only when its credentials have 'super:user'.
+    """
+
+    identity: Identity | None
+    scopes: frozenset[Scope]
+
+    def require_scope(self, scope: Scope) -> None:
+        if scope not in self.scopes:
+            raise forbidden(f"these credentials lack the '{scope}' scope")
+
+
+def _unauthorized(detail: str, scheme: str = "Bearer") -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": f'{scheme} realm="Quayside"'})
+
+
+async def api_caller(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    basic: HTTPBasicCredentials | None = Depends(_basic),
+    context: RegistryContext = Depends(get_context),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> ApiCaller:
+    """FastAPI dependency: authenticate the request (401 for bad credentials, anonymous without any)."""
+    if bearer is not None:
+        try:
+            holder = await authenticate_api_token(conn, bearer.credentials)
+        except ApiTokenExpiredError as error:
+            raise _unauthorized(str(error)) from error
+        if holder is None:
+            raise _unauthorized("invalid API token")
+        return ApiCaller(identity=holder.identity, scopes=holder.scopes)
+    if basic is not None:
+        identity = await identify_basic(context, basic.username, basic.password)
+        if identity is None:
+            raise _unauthorized("invalid username or password", "Basic")
+        return ApiCaller(identity=identity, scopes=SCOPES if identity.kind == "user" else ROBOT_SCOPES)
+    if request.headers.get("authorization"):
+        raise _unauthorized("unsupported authorization scheme")
+    return ApiCaller(identity=None, scopes=SCOPES)
+
+
+async def require_user(caller: ApiCaller = Depends(api_caller)) -> ApiCaller:
+    """FastAPI dependency: an authenticated user (401 anonymous, 403 robots)."""
+    if caller.identity is None:
+        raise _unauthorized("authentication required")
+    if caller.identity.kind != "user":
+        raise forbidden("robot accounts cannot use this endpoint")
+    return caller
+
+
+def user_with_scope(scope: Scope) -> Callable[..., Awaitable[ApiCaller]]:
+    """FastAPI dependency factory: an authenticated user whose credentials carry ``scope``."""
+
+    async def dependency(caller: ApiCaller = Depends(require_user)) -> ApiCaller:
+        caller.require_scope(scope)
+        return caller
+
+    return dependency
+
+
+def caller_user(caller: ApiCaller) -> Identity:
+    """The identity of a caller that require_user admitted."""
+    assert caller.identity is not None
+    return caller.identity
+
+
+def require_superuser(caller: ApiCaller) -> None:
+    if caller.identity is None or not caller.identity.is_superuser:
+        raise forbidden("superuser permission required")
+
+
+async def require_namespace_admin(conn: asyncpg.Connection, caller: ApiCaller, namespace: str) -> Namespace:
+    """The live namespace if the caller administers it (its user, org admin teams, superusers); 404/403 else."""
+    found = await find_namespace(conn, namespace)
+    if found is None:
+        raise not_found(f"no namespace {namespace!r}")
+    return await _administered(conn, caller, found)
+
+
+async def require_organization_admin(conn: asyncpg.Connection, caller: ApiCaller, orgname: str) -> Namespace:
+    """As require_namespace_admin, for organizations only (a user's namespace answers 404)."""
+    return await _administered(conn, caller, await find_organization(conn, orgname))
+
+
+async def find_organization(conn: asyncpg.Connection, orgname: str) -> Namespace:
+    """A live organization by name; 404 otherwise."""
+    found = await find_namespace(conn, orgname)
+    if found is None or found.kind != "organization":
+        raise not_found(f"no organization {orgname!r}")
+    return found
+
+
+async def _administered(conn: asyncpg.Connection, caller: ApiCaller, namespace: Namespace) -> Namespace:
+    if await namespace_role(conn, caller.identity, namespace.id) != "admin":
+        raise forbidden(f"administrator permission on {namespace.name!r} required")
+    return namespace
