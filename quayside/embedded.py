@@ -48,6 +48,7 @@ def registry_settings(data_dir: DataDir, dsn: str, token_secret: str) -> Setting
         storage_locations={STORAGE_LOCATION: FilesystemLocation(root=str(data_dir.storage))},
         storage_preference=[STORAGE_LOCATION],
         token_secret=token_secret,
+        log_export_dir=str(data_dir.log_exports),
     )
 
 

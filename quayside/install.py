@@ -46,6 +46,10 @@ class DataDir:
         return self.root / "storage"
 
     @property
+    def log_exports(self) -> Path:
+        return self.root / "log-exports"
+
+    @property
     def token_secret_file(self) -> Path:
         return self.root / "token-secret"
 

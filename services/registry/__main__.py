@@ -15,7 +15,7 @@ from services.registry.app import create_app
 from services.registry.worker import publisher_for, run_worker
 from shared.config import Settings
 from shared.db.migrate import migrate
-from shared.serving import ListenAddress, ListenSetting, serve, stop_event_on_signals
+from shared.serving import ListenAddress, ListenSetting, ServerStartError, serve, stop_event_on_signals
 
 log = logging.getLogger("services.registry")
 
@@ -40,7 +40,11 @@ async def run(settings: Settings, address: ListenAddress) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(Settings(), ProcessSettings().listen))
+    try:
+        asyncio.run(run(Settings(), ProcessSettings().listen))
+    except ServerStartError as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

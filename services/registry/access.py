@@ -57,7 +57,9 @@ class Grant(BaseModel):
         """The repository, created on first push."""
         if self.repository is None:
             assert self.namespace_id is not None
-            self.repository = await ensure_repository(conn, self.namespace_id, self.namespace, self.name)
+            self.repository = await ensure_repository(
+                conn, self.namespace_id, self.namespace, self.name, self.caller.identity
+            )
         return self.repository
 
 

@@ -1,4 +1,4 @@
-"""The registry's HTTP application: the OCI distribution API under /v2."""
+"""The registry's HTTP application: the OCI distribution API under /v2, the management API under /api/v1."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.registry import blobs, catalog, manifests, referrers, tags, token, uploads
+from services.registry import api, blobs, catalog, manifests, referrers, tags, token, uploads
 from services.registry.context import RegistryContext
 from services.registry.errors import (
     RegistryError,
@@ -41,4 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Uploads and manifests before blobs: '/blobs/uploads/' must not match '/blobs/{digest}'.
     for module in (token, catalog, uploads, blobs, referrers, tags, manifests):
         app.include_router(module.router)
+    for router in api.routers:
+        app.include_router(router)
+    app.add_middleware(api.DeclaredBodyLimit)
     return app

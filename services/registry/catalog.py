@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncpg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from services.registry.access import identify
 from services.registry.context import RegistryContext, get_context
+from services.registry.manifest_store import Database
 from services.registry.pagination import PageRequest, page_of, page_request
 from shared.auth.identity import Identity
 from shared.auth.permissions import ROLE_RANK, repository_rank_sql
@@ -16,7 +16,7 @@ router = APIRouter()
 
 
 async def readable_repositories(
-    db: asyncpg.Pool | asyncpg.Connection, identity: Identity | None, after: str | None, limit: int
+    db: Database, identity: Identity | None, after: str | None, limit: int
 ) -> list[str]:
     """Full names of the repositories the identity may read, in bytewise order, after ``after``."""
     params: list[object] = [after, limit]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -73,8 +74,8 @@ async def http_error_handler(request: Request, error: Exception) -> JSONResponse
 
 async def validation_error_handler(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    # jsonable_encoder: a validator's ValueError sits in the errors' context and is not JSON as is.
+    errors = jsonable_encoder(error.errors())
     if not request.url.path.startswith("/v2"):
-        return JSONResponse({"detail": error.errors()}, status_code=400)
-    return JSONResponse(
-        error_body("UNSUPPORTED", "invalid request parameters", error.errors()), status_code=400
-    )
+        return JSONResponse({"detail": errors}, status_code=400)
+    return JSONResponse(error_body("UNSUPPORTED", "invalid request parameters", errors), status_code=400)

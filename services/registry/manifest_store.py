@@ -7,13 +7,13 @@ Writers take their connection inside the caller's transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
 import asyncpg
 
 from shared.oci.manifest import ParsedManifest
 
-Database = asyncpg.Pool | asyncpg.Connection
+Database: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 _SELECT_BY_TAG = (
     "SELECT m.digest, m.media_type, m.size{content} FROM tag t JOIN manifest m ON m.id = t.manifest_id"
@@ -183,7 +183,7 @@ async def referrers(
     db: Database, repository_id: int, subject: str, artifact_type: str | None
 ) -> list[Referrer]:
     """The repository's manifests whose subject is the digest, oldest first, of one artifact type if given."""
-    rows: list[Any] = await db.fetch(
+    rows = await db.fetch(
         "SELECT media_type, digest, size, artifact_type, annotations FROM manifest"
         " WHERE repository_id = $1 AND subject_digest = $2 AND ($3::text IS NULL OR artifact_type = $3)"
         " ORDER BY id",

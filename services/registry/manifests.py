@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 
-from services.registry import manifest_store
+from services.registry import audit, manifest_store
 from services.registry.access import authorize
 from services.registry.context import RegistryContext, get_context
 from services.registry.errors import RegistryError
@@ -101,10 +101,14 @@ async def put_manifest(
     async with context.pool.acquire() as conn, conn.transaction():
         repository = await grant.repository_for_write(conn)
         await _check_references(conn, repository.id, manifest)
+        previous_targets = await audit.live_tag_targets(conn, repository.id, tags)
         manifest_id = await manifest_store.save_manifest(conn, repository.id, manifest, body)
         for tag in tags:
             await manifest_store.point_tag(conn, repository.id, tag, manifest_id)
         identity = grant.caller.identity
+        await audit.log_push(
+            conn, request, identity, grant.namespace, grant.name, manifest.digest, previous_targets
+        )
         await enqueue(
             conn,
             ManifestPushed(
@@ -160,10 +164,18 @@ async def delete_manifest(
     grant = await authorize(context, request, name, "delete")
     if grant.repository is None:
         raise RegistryError("NAME_UNKNOWN", "repository name not known to registry", detail={"name": name})
-    if is_digest_reference(reference):
-        found = await manifest_store.delete_manifest(context.pool, grant.repository.id, reference)
-    else:
-        found = await manifest_store.end_tag(context.pool, grant.repository.id, reference)
+    by_digest = is_digest_reference(reference)
+    async with context.pool.acquire() as conn, conn.transaction():
+        if by_digest:
+            ended = await audit.live_tags_pointing_at(conn, grant.repository.id, reference)
+            found = await manifest_store.delete_manifest(conn, grant.repository.id, reference)
+        else:
+            targets = await audit.live_tag_targets(conn, grant.repository.id, [reference])
+            ended = {tag: digest for tag, digest in targets.items() if digest is not None}
+            found = await manifest_store.end_tag(conn, grant.repository.id, reference)
+        await audit.log_tag_deletions(
+            conn, request, grant.caller.identity, grant.namespace, grant.name, ended
+        )
     if not found:
         raise manifest_unknown(name, reference)
     return Response(status_code=202)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncpg
 from pydantic import BaseModel
 
+from shared.auth.default_permissions import apply_default_permissions
+from shared.auth.identity import Identity
+
 
 class Repository(BaseModel):
     id: int
@@ -35,14 +38,21 @@ async def find_namespace_id(conn: asyncpg.Connection, namespace: str) -> int | N
 
 
 async def ensure_repository(
-    conn: asyncpg.Connection, namespace_id: int, namespace: str, name: str
+    conn: asyncpg.Connection, namespace_id: int, namespace: str, name: str, creator: Identity | None = None
 ) -> Repository:
-    """Create the repository (private) unless it exists; return it."""
-    await conn.execute(
-        "INSERT INTO repository (namespace_id, name) VALUES ($1, $2) ON CONFLICT (namespace_id, name) DO NOTHING",
-        namespace_id,
-        name,
-    )
+    """Create the repository (private) unless it exists; return it.
+
+    A repository created here by ``creator`` gets its initial permissions (apply_default_permissions).
+    """
+    async with conn.transaction():
+        created = await conn.fetchval(
+            "INSERT INTO repository (namespace_id, name) VALUES ($1, $2)"
+            " ON CONFLICT (namespace_id, name) DO NOTHING RETURNING id",
+            namespace_id,
+            name,
+        )
+        if created is not None and creator is not None:
+            await apply_default_permissions(conn, created, namespace_id, creator)
     repository = await find_repository(conn, namespace, name)
     assert repository is not None
     return repository

@@ -9,8 +9,9 @@ A body is stored in three steps: claim the next slot (only while the offset is s
 request started from), write the body there, then advance the offset (only if no other request
 advanced it meanwhile). A request that loses a race deletes its own slot's object, so concurrent
 requests on one session never overwrite each other's bytes. The session's bytes are its stored
-chunks, in slot order; at completion their sizes must add up to byte_offset, which rules out a
-chunk still being written by a concurrent request.
+chunks in slot order. At completion their sizes must add up to byte_offset exactly, which rules
+out a chunk still being written by a concurrent request (or left by a crash: the client then
+starts over).
 
 The running sha256 of a session is kept in memory (HasherCache), valid while its offset equals the
 row's. Without it (restart, another replica) and for sha512 digests, the stored chunks are read
@@ -267,17 +268,22 @@ async def _stored_chunks(driver: StorageDriver, session: UploadSession) -> list[
 async def _session_hasher(
     driver: StorageDriver, hashers: HasherCache, session: UploadSession, algorithm: str
 ) -> hashlib._Hash:
-    """A hasher fed with the session's bytes so far."""
+    """A hasher fed with the session's bytes so far: from the cache, else from the chunks that
+    make up byte_offset (chunks after them are still being written, or were abandoned)."""
     if algorithm == "sha256" and (cached := hashers.get(session.id, session.byte_offset)) is not None:
         return cached
     hasher = new_hasher(algorithm)
-    size = 0
+    remaining = session.byte_offset
     for chunk in await _stored_chunks(driver, session):
+        if remaining == 0:
+            break
         async for data in driver.read(chunk):
+            remaining -= len(data)
+            if remaining < 0:
+                raise StoredChunksError(f"upload {session.id}: a chunk crosses offset {session.byte_offset}")
             await asyncio.to_thread(hasher.update, data)
-            size += len(data)
-    if size != session.byte_offset:
-        raise StoredChunksError(f"upload {session.id}: chunks hold {size} bytes, not {session.byte_offset}")
+    if remaining:
+        raise StoredChunksError(f"upload {session.id}: chunks lack {remaining} bytes")
     return hasher
 
 

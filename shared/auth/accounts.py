@@ -11,7 +11,6 @@ from shared.auth.identity import Identity
 from shared.auth.names import InvalidNameError, check_namespace_name, check_robot_shortname
 from shared.auth.passwords import generate_secret, hash_secret, verify_secret
 
-
 # The time-machine windows a namespace may choose (Quay's): 0s, 1 day, 1, 2 and 4 weeks.
 TIME_MACHINE_WINDOWS_S: tuple[int, ...] = (0, 86_400, 604_800, 1_209_600, 2_419_200)
 
@@ -172,13 +171,15 @@ async def find_account(conn: asyncpg.Connection, name: str, *, robots_of: int) -
         if robot_id is None:
             raise AccountNotFoundError(f"no robot {name!r} in this namespace")
         return Identity(kind="robot", id=robot_id, name=name, namespace_id=robots_of)
-    row = await conn.fetchrow(
-        "SELECT id, namespace_id, is_superuser FROM app_user WHERE username = $1", name
-    )
+    row = await conn.fetchrow("SELECT id, namespace_id, is_superuser FROM app_user WHERE username = $1", name)
     if row is None:
         raise AccountNotFoundError(f"no user {name!r}")
     return Identity(
-        kind="user", id=row["id"], name=name, namespace_id=row["namespace_id"], is_superuser=row["is_superuser"]
+        kind="user",
+        id=row["id"],
+        name=name,
+        namespace_id=row["namespace_id"],
+        is_superuser=row["is_superuser"],
     )
 
 

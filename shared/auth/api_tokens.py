@@ -21,7 +21,14 @@ from shared.auth.identity import Identity
 
 # Quay's OAuth scopes.
 Scope = Literal[
-    "repo:read", "repo:write", "repo:admin", "repo:create", "user:read", "user:admin", "org:admin", "super:user"
+    "repo:read",
+    "repo:write",
+    "repo:admin",
+    "repo:create",
+    "user:read",
+    "user:admin",
+    "org:admin",
+    "super:user",
 ]
 SCOPES: frozenset[Scope] = frozenset(get_args(Scope))
 # A scope also grants the scopes it includes (Quay's implied scopes).

@@ -59,7 +59,9 @@ _SELECT = """
 def _from_row(row: asyncpg.Record) -> DefaultPermission:
     activating = None
     if row["activating_kind"] is not None:
-        activating = Grantee(kind=row["activating_kind"], id=row["activating_id"], name=row["activating_name"])
+        activating = Grantee(
+            kind=row["activating_kind"], id=row["activating_id"], name=row["activating_name"]
+        )
     return DefaultPermission(
         uuid=row["uuid"],
         role=row["role"],

@@ -90,7 +90,9 @@ async def delete_team(conn: asyncpg.Connection, namespace_id: int, name: str) ->
         raise AccountNotFoundError(f"no team {name!r}")
 
 
-async def add_team_member(conn: asyncpg.Connection, namespace_id: int, team_name: str, member: Identity) -> None:
+async def add_team_member(
+    conn: asyncpg.Connection, namespace_id: int, team_name: str, member: Identity
+) -> None:
     """Add a user, or a robot of the organization (see accounts.find_account); adding twice is a no-op."""
     team = await _existing_team(conn, namespace_id, team_name)
     await conn.execute(

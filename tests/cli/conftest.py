@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -55,7 +58,13 @@ class EmbeddedInstall:
 
 
 @pytest.fixture
-async def install(tmp_path: Path) -> AsyncIterator[EmbeddedInstall]:
-    embedded = EmbeddedInstall(tmp_path / "data")
-    yield embedded
-    await embedded.close()
+async def install() -> AsyncIterator[EmbeddedInstall]:
+    # Not below pytest's tmp_path: as root, the embedded PostgreSQL runs as the `pgserver` user,
+    # which must traverse every parent folder, and pytest makes its base folder private again.
+    root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="quayside-cli-"))
+    embedded = EmbeddedInstall(root / "data")
+    try:
+        yield embedded
+    finally:
+        await embedded.close()
+        await asyncio.to_thread(shutil.rmtree, root)

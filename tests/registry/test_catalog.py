@@ -46,7 +46,7 @@ async def grant(pool: asyncpg.Pool, repository_id: int, column: str, grantee_id:
     )
 
 
-async def catalog(registry: Registry, account: Account | None, **params: object) -> httpx.Response:
+async def catalog(registry: Registry, account: Account | None, **params: str | int) -> httpx.Response:
     async with registry.client(account) as client:
         return await client.get("/v2/_catalog", params=params)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -423,6 +424,27 @@ async def test_moving_a_tag_ends_its_previous_row(
     ]
     assert rows[0]["lifetime_end"] == rows[1]["lifetime_start"]
     assert (await client.get(f"/v2/{repo}/manifests/{first.digest}")).status_code == 200
+
+
+async def test_concurrent_pushes_of_one_tag_leave_one_live_row(
+    registry: Registry, client: httpx.AsyncClient, repo: str
+) -> None:
+    images = [random_image(layer_count=1) for _ in range(6)]
+    for image in images:
+        await push_image(client, repo, image, image.digest)
+
+    responses = await asyncio.gather(
+        *(put_manifest(client, repo, "race", image.manifest) for image in images)
+    )
+
+    assert [response.status_code for response in responses] == [201] * len(images)
+    live = await registry.context.pool.fetch(
+        "SELECT m.digest FROM tag t JOIN manifest m ON m.id = t.manifest_id"
+        " WHERE t.name = 'race' AND t.lifetime_end IS NULL"
+    )
+    assert len(live) == 1
+    assert (await client.get(f"/v2/{repo}/manifests/race")).headers["docker-content-digest"] == live[0][0]
+    assert await registry.context.pool.fetchval("SELECT count(*) FROM tag WHERE name = 'race'") == len(images)
 
 
 async def test_push_records_a_manifest_pushed_event_with_its_tags(

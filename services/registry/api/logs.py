@@ -25,8 +25,9 @@ from pydantic import AfterValidator, Field, model_validator
 
 from services.registry import log_export
 from services.registry.api.common import ApiModel, api_router, bad_request, db_connection, not_found
-from services.registry.api.notifications import client_ip, require_repository_admin
+from services.registry.api.notifications import require_repository_admin
 from services.registry.api.security import ApiCaller, caller_user, require_organization_admin, require_user
+from services.registry.audit import client_ip
 from services.registry.context import RegistryContext, get_context
 from services.registry.usage_log_queries import (
     InvalidLogQueryError,

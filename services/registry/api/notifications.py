@@ -20,6 +20,7 @@ from fastapi import Body, Depends, Request, Response
 from services.registry import notifications
 from services.registry.api.common import api_router, bad_request, db_connection, forbidden, not_found
 from services.registry.api.security import ApiCaller, caller_user, require_organization_admin, require_user
+from services.registry.audit import client_ip
 from services.registry.notifications import Notification, NotificationCreateRequest, NotificationView
 from services.registry.repositories import Repository, find_repository
 from shared.auth.accounts import find_namespace
@@ -32,10 +33,6 @@ router = api_router(tags=["Notifications"])
 
 _REPOSITORY_PATH = "/repository/{namespace}/{repository:path}/notification"
 _ORGANIZATION_PATH = "/organization/{orgname}/notifications"
-
-
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 async def require_repository_admin(

@@ -13,10 +13,11 @@ from pydantic import Field
 from services.registry.api.common import ApiModel, api_router, db_connection
 from services.registry.api.security import (
     ApiCaller,
+    administered_organization,
     api_caller,
     caller_user,
     find_organization,
-    require_organization_admin,
+    org_admin_user,
     require_superuser,
     user_with_scope,
 )
@@ -32,7 +33,6 @@ from shared.auth.accounts import (
 from shared.auth.permissions import namespace_role
 
 router = api_router(tags=["Organizations"])
-_org_admin = user_with_scope("org:admin")
 
 
 class NewOrganization(ApiModel):
@@ -47,7 +47,9 @@ class OrganizationChange(ApiModel):
     )
 
 
-async def _teams_view(conn: asyncpg.Connection, caller: ApiCaller, organization_id: int, admin: bool) -> dict[str, Any]:
+async def _teams_view(
+    conn: asyncpg.Connection, caller: ApiCaller, organization_id: int, admin: bool
+) -> dict[str, Any]:
     identity = caller.identity
     assert identity is not None
     rows = await conn.fetch(
@@ -74,7 +76,9 @@ async def _teams_view(conn: asyncpg.Connection, caller: ApiCaller, organization_
     return {"teams": teams, "ordered_teams": list(teams)}
 
 
-async def organization_view(conn: asyncpg.Connection, caller: ApiCaller, organization: Namespace) -> dict[str, Any]:
+async def organization_view(
+    conn: asyncpg.Connection, caller: ApiCaller, organization: Namespace
+) -> dict[str, Any]:
     """What the caller may see: the name for all; teams for members; email and settings for admins."""
     role = await namespace_role(conn, caller.identity, organization.id)
     admin = role == "admin"
@@ -92,7 +96,7 @@ async def organization_view(conn: asyncpg.Connection, caller: ApiCaller, organiz
 
 
 @router.post("/organization/", status_code=201)
-async def create(
+async def create_org(
     body: NewOrganization,
     caller: ApiCaller = Depends(user_with_scope("user:admin")),
     conn: asyncpg.Connection = Depends(db_connection),
@@ -103,27 +107,26 @@ async def create(
 
 
 @router.get("/organization/{orgname}")
-async def get(
+async def get_organization(
     orgname: str, caller: ApiCaller = Depends(api_caller), conn: asyncpg.Connection = Depends(db_connection)
 ) -> dict[str, Any]:
     return await organization_view(conn, caller, await find_organization(conn, orgname))
 
 
 @router.put("/organization/{orgname}")
-async def change(
-    orgname: str,
+async def change_organization(
     body: OrganizationChange,
-    caller: ApiCaller = Depends(_org_admin),
+    organization: Namespace = Depends(administered_organization),
+    caller: ApiCaller = Depends(org_admin_user),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     """Change the contact email and/or the time-machine window (fields left out stay as they are)."""
-    organization = await require_organization_admin(conn, caller, orgname)
     async with conn.transaction():
         if "email" in body.model_fields_set:
             await set_namespace_email(conn, organization.id, body.email)
         if body.tag_expiration_s is not None:
             await set_time_machine_window(conn, organization.id, body.tag_expiration_s)
-    return await organization_view(conn, caller, await find_organization(conn, orgname))
+    return await organization_view(conn, caller, await find_organization(conn, organization.name))
 
 
 async def _purge(context: RegistryContext, namespace_id: int) -> None:
@@ -132,16 +135,14 @@ async def _purge(context: RegistryContext, namespace_id: int) -> None:
 
 
 @router.delete("/organization/{orgname}", status_code=204)
-async def delete(
-    orgname: str,
+async def delete_organization(
     background: BackgroundTasks,
-    caller: ApiCaller = Depends(_org_admin),
+    organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
     context: RegistryContext = Depends(get_context),
 ) -> Response:
     """Queue the organization's deletion: it is gone from every path at once, its content purged
     after the answer (or by the next sweep of purge_namespaces_marked_for_deletion)."""
-    organization = await require_organization_admin(conn, caller, orgname)
     await mark_organization_for_deletion(conn, organization.id)
     background.add_task(_purge, context, organization.id)
     return Response(status_code=204)
@@ -149,7 +150,8 @@ async def delete(
 
 @router.get("/superuser/organizations/")
 async def list_organizations(
-    caller: ApiCaller = Depends(user_with_scope("super:user")), conn: asyncpg.Connection = Depends(db_connection)
+    caller: ApiCaller = Depends(user_with_scope("super:user")),
+    conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     """Every live organization (superusers only)."""
     require_superuser(caller)

@@ -12,7 +12,7 @@ from fastapi import Depends, Response
 from pydantic import Field
 
 from services.registry.api.common import ApiModel, api_router, db_connection
-from services.registry.api.security import ApiCaller, require_organization_admin, user_with_scope
+from services.registry.api.security import administered_organization
 from shared.auth.accounts import Namespace
 from shared.auth.default_permissions import (
     DefaultPermission,
@@ -25,7 +25,6 @@ from shared.auth.default_permissions import (
 from shared.auth.permissions import Role
 
 router = api_router(tags=["Default permissions"])
-_org_admin = user_with_scope("org:admin")
 
 
 class PrototypeDelegate(ApiModel):
@@ -45,12 +44,6 @@ class NewPrototype(ApiModel):
 
 class PrototypeUpdate(ApiModel):
     role: Role
-
-
-async def _organization(
-    orgname: str, caller: ApiCaller = Depends(_org_admin), conn: asyncpg.Connection = Depends(db_connection)
-) -> Namespace:
-    return await require_organization_admin(conn, caller, orgname)
 
 
 async def _member_user_ids(conn: asyncpg.Connection, organization_id: int) -> set[int]:
@@ -85,7 +78,8 @@ def prototype_view(permission: DefaultPermission, members: set[int]) -> dict[str
 
 @router.get("/organization/{orgname}/prototypes")
 async def list_prototypes(
-    organization: Namespace = Depends(_organization), conn: asyncpg.Connection = Depends(db_connection)
+    organization: Namespace = Depends(administered_organization),
+    conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     members = await _member_user_ids(conn, organization.id)
     permissions = await list_default_permissions(conn, organization.id)
@@ -95,7 +89,7 @@ async def list_prototypes(
 @router.post("/organization/{orgname}/prototypes")
 async def create_prototype(
     body: NewPrototype,
-    organization: Namespace = Depends(_organization),
+    organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     """Grant ``delegate`` ``role`` on repositories created from now on, by anyone or by ``activating_user``."""
@@ -114,7 +108,7 @@ async def create_prototype(
 async def update_prototype(
     prototypeid: uuid.UUID,
     body: PrototypeUpdate,
-    organization: Namespace = Depends(_organization),
+    organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     permission = await set_default_permission_role(conn, organization.id, prototypeid, body.role)
@@ -124,7 +118,7 @@ async def update_prototype(
 @router.delete("/organization/{orgname}/prototypes/{prototypeid}", status_code=204)
 async def remove_prototype(
     prototypeid: uuid.UUID,
-    organization: Namespace = Depends(_organization),
+    organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> Response:
     """Stop granting on new repositories; permissions already granted stay."""

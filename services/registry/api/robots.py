@@ -15,7 +15,14 @@ import asyncpg
 from fastapi import Depends, Response
 from pydantic import BaseModel, Field
 
-from services.registry.api.common import ApiModel, api_router, db_connection, forbidden, format_date, not_found
+from services.registry.api.common import (
+    ApiModel,
+    api_router,
+    db_connection,
+    forbidden,
+    format_date,
+    not_found,
+)
 from services.registry.api.security import (
     ApiCaller,
     caller_user,
@@ -122,7 +129,10 @@ def _add_routes(prefix: str, owner_dependency: Callable[..., Awaitable[RobotOwne
         for row in rows:
             view = robot_view(Robot(**{key: row[key] for key in Robot.model_fields}))
             if permissions and owner.admin:
-                view |= {"teams": [{"name": team} for team in row["teams"]], "repositories": row["repositories"]}
+                view |= {
+                    "teams": [{"name": team} for team in row["teams"]],
+                    "repositories": row["repositories"],
+                }
             robots.append(view)
         return {"robots": robots}
 
@@ -184,7 +194,10 @@ def _add_routes(prefix: str, owner_dependency: Callable[..., Awaitable[RobotOwne
         )
         return {
             "permissions": [
-                {"repository": {"name": row["name"], "is_public": row["visibility"] == "public"}, "role": row["role"]}
+                {
+                    "repository": {"name": row["name"], "is_public": row["visibility"] == "public"},
+                    "role": row["role"],
+                }
                 for row in rows
             ]
         }

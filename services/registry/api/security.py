@@ -27,7 +27,9 @@ ROBOT_SCOPES: frozenset[Scope] = frozenset({"repo:read", "repo:write", "repo:adm
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (POST /api/v1/user/apitokens).")
 _basic = HTTPBasic(
-    auto_error=False, realm="Quayside", description="A user's password, or a robot '<namespace>+<name>' and its token."
+    auto_error=False,
+    realm="Quayside",
+    description="A user's password, or a robot '<namespace>+<name>' and its token.",
 )
 
 
@@ -46,7 +48,9 @@ class ApiCaller(BaseModel):
 
 
 def _unauthorized(detail: str, scheme: str = "Bearer") -> HTTPException:
-    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": f'{scheme} realm="Quayside"'})
+    return HTTPException(
+        status_code=401, detail=detail, headers={"WWW-Authenticate": f'{scheme} realm="Quayside"'}
+    )
 
 
 async def api_caller(
@@ -92,6 +96,19 @@ def user_with_scope(scope: Scope) -> Callable[..., Awaitable[ApiCaller]]:
         return caller
 
     return dependency
+
+
+org_admin_user = user_with_scope("org:admin")
+
+
+async def administered_organization(
+    orgname: str,
+    caller: ApiCaller = Depends(org_admin_user),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> Namespace:
+    """FastAPI dependency of /organization/{orgname}/... paths: the organization, if the caller is a
+    user whose credentials have 'org:admin' and who administers it (404 unknown, 403 otherwise)."""
+    return await require_organization_admin(conn, caller, orgname)
 
 
 def caller_user(caller: ApiCaller) -> Identity:

@@ -12,12 +12,12 @@ from pydantic import Field
 from services.registry.api.common import ApiModel, api_router, db_connection, forbidden, not_found
 from services.registry.api.security import (
     ApiCaller,
+    administered_organization,
     caller_user,
     find_organization,
-    require_organization_admin,
-    user_with_scope,
+    org_admin_user,
 )
-from shared.auth.accounts import find_account
+from shared.auth.accounts import Namespace, find_account
 from shared.auth.identity import Identity
 from shared.auth.permissions import namespace_role
 from shared.auth.teams import (
@@ -30,7 +30,6 @@ from shared.auth.teams import (
 )
 
 router = api_router(tags=["Teams"])
-_org_admin = user_with_scope("org:admin")
 
 
 class TeamDescription(ApiModel):
@@ -44,14 +43,12 @@ def _member_view(name: str, is_robot: bool) -> dict[str, Any]:
 
 @router.put("/organization/{orgname}/team/{teamname}")
 async def put_team(
-    orgname: str,
     teamname: str,
     body: TeamDescription,
-    caller: ApiCaller = Depends(_org_admin),
+    organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     """Create the team, or change its role and description."""
-    organization = await require_organization_admin(conn, caller, orgname)
     team, created = await save_team(
         conn, organization.id, teamname, role=body.role, description=body.description
     )
@@ -66,13 +63,11 @@ async def put_team(
 
 @router.delete("/organization/{orgname}/team/{teamname}", status_code=204)
 async def remove_team(
-    orgname: str,
     teamname: str,
-    caller: ApiCaller = Depends(_org_admin),
+    organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> Response:
     """Delete the team with its memberships and repository permissions ('owners' cannot be deleted)."""
-    organization = await require_organization_admin(conn, caller, orgname)
     await delete_team(conn, organization.id, teamname)
     return Response(status_code=204)
 
@@ -81,7 +76,7 @@ async def remove_team(
 async def list_members(
     orgname: str,
     teamname: str,
-    caller: ApiCaller = Depends(_org_admin),
+    caller: ApiCaller = Depends(org_admin_user),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     """The team's members, for organization admins and the team's own members."""
@@ -117,14 +112,12 @@ async def _is_member(conn: asyncpg.Connection, organization_id: int, teamname: s
 
 @router.put("/organization/{orgname}/team/{teamname}/members/{membername}")
 async def add_member(
-    orgname: str,
     teamname: str,
     membername: str,
-    caller: ApiCaller = Depends(_org_admin),
+    organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     """Add a user, or a robot of this organization ('<orgname>+<name>'), to the team."""
-    organization = await require_organization_admin(conn, caller, orgname)
     member = await find_account(conn, membername, robots_of=organization.id)
     await add_team_member(conn, organization.id, teamname, member)
     return _member_view(member.name, member.kind == "robot")
@@ -132,14 +125,12 @@ async def add_member(
 
 @router.delete("/organization/{orgname}/team/{teamname}/members/{membername}", status_code=204)
 async def remove_member(
-    orgname: str,
     teamname: str,
     membername: str,
-    caller: ApiCaller = Depends(_org_admin),
+    organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> Response:
     """Remove a member; the 'owners' team keeps at least one user."""
-    organization = await require_organization_admin(conn, caller, orgname)
     member = await find_account(conn, membername, robots_of=organization.id)
     await remove_team_member(conn, organization.id, teamname, member)
     return Response(status_code=204)

@@ -14,7 +14,14 @@ import asyncpg
 from fastapi import Depends, Response
 from pydantic import AwareDatetime, Field
 
-from services.registry.api.common import ApiModel, api_router, bad_request, db_connection, forbidden, format_date
+from services.registry.api.common import (
+    ApiModel,
+    api_router,
+    bad_request,
+    db_connection,
+    forbidden,
+    format_date,
+)
 from services.registry.api.security import ApiCaller, caller_user, user_with_scope
 from shared.auth.api_tokens import (
     ApiToken,
@@ -32,7 +39,9 @@ _token_admin = user_with_scope("user:admin")
 class NewApiToken(ApiModel):
     name: str = Field(min_length=1, max_length=255)
     scopes: list[Scope] = Field(min_length=1)
-    expiration: AwareDatetime | None = Field(default=None, strict=False, description="ISO 8601, with a time zone")
+    expiration: AwareDatetime | None = Field(
+        default=None, strict=False, description="ISO 8601, with a time zone"
+    )
 
 
 def token_view(token: ApiToken) -> dict[str, Any]:

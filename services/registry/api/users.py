@@ -49,7 +49,8 @@ async def _organizations_of(conn: asyncpg.Connection, user: Identity) -> list[di
 
 @router.get("/user/")
 async def current_user(
-    caller: ApiCaller = Depends(user_with_scope("user:read")), conn: asyncpg.Connection = Depends(db_connection)
+    caller: ApiCaller = Depends(user_with_scope("user:read")),
+    conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     """The authenticated user, with the organizations it belongs to."""
     user = caller_user(caller)

@@ -1,0 +1,27 @@
+"""The management API under /api/v1, following Quay's paths and JSON shapes.
+
+``routers`` lists every /api/v1 router; the registry app includes them all, and adds the
+``DeclaredBodyLimit`` middleware. A new API module builds its router with ``common.api_router``
+(body limit, error mapping) and adds it here.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.registry.api import logs, notifications, organizations, prototypes, robots, teams, tokens, users
+from services.registry.api.limits import DeclaredBodyLimit
+
+routers: list[APIRouter] = [
+    users.router,
+    tokens.router,
+    organizations.router,
+    teams.router,
+    robots.router,
+    prototypes.router,
+    logs.router,
+    logs.exported_router,
+    notifications.router,
+]
+
+__all__ = ["DeclaredBodyLimit", "routers"]
