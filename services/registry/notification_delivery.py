@@ -134,9 +134,7 @@ class NotificationDispatcher:
         occurrence = notifications.occurrence_for(self._settings, event)
         if occurrence is None:
             return []
-        watching = await notifications.watching(
-            conn, occurrence.event, occurrence.namespace, occurrence.repository
-        )
+        watching = await notifications.watching(conn, occurrence, event.occurred_at)
         return [(notification, occurrence) for notification in watching]
 
     async def _attempt(self, notification: Notification, occurrence: Occurrence) -> str | None:

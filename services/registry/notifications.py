@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -326,16 +327,22 @@ async def reset_failures(conn: asyncpg.Connection, notification_id: int) -> None
 
 
 async def watching(
-    conn: asyncpg.Connection, event: str, namespace: str, repository: str | None
+    conn: asyncpg.Connection, occurrence: Occurrence, occurred_at: datetime
 ) -> list[Notification]:
-    """Enabled notifications for an event: the repository's own and its namespace's organization-level
-    ones (only the latter for namespace events, where repository is None)."""
+    """Enabled notifications for an occurrence: the repository's own and its namespace's
+    organization-level ones (only the latter for namespace events, which have no repository).
+
+    Only notifications that existed when the event occurred: one created after a push is not told
+    about it, even when the worker gets to the push later.
+    """
     rows = await conn.fetch(
         f"SELECT {_COLUMNS}{_FROM} WHERE n.event = $1 AND n.enabled AND ns.name = $2"
-        " AND (n.repository_id IS NULL OR ($3::text IS NOT NULL AND r.name = $3)) ORDER BY n.id",
-        event,
-        namespace,
-        repository,
+        " AND (n.repository_id IS NULL OR ($3::text IS NOT NULL AND r.name = $3))"
+        " AND n.created_at <= $4 ORDER BY n.id",
+        occurrence.event,
+        occurrence.namespace,
+        occurrence.repository,
+        occurred_at,
     )
     return [_notification(row) for row in rows]
 

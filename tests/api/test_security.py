@@ -198,4 +198,4 @@ async def test_chunked_bodies_over_the_limit_are_refused(
             content=chunks(),
             headers={"Content-Type": "application/json"},
         )
-    assert response.status_code == 413
+    assert response.status_code == 413 and response.json() == {"detail": "Content Too Large"}

@@ -265,3 +265,17 @@ async def test_the_same_event_twice_is_delivered_once(
 
     assert (first.outcome, second.outcome) == (Outcome.HANDLED, Outcome.DUPLICATE)
     assert len(receiver.received()) == 1
+
+
+async def test_a_notification_is_not_told_of_events_older_than_itself(
+    db_pool: asyncpg.Pool, worker: Worker, receiver: HttpReceiver
+) -> None:
+    place = await organization_with_repository(db_pool)
+    earlier = pushed(place, "before")
+    await add_notification(db_pool, place, "repo_push", "webhook", {"url": receiver.url()})
+
+    await worker.handle(earlier)
+    await worker.handle(pushed(place, "after"))
+
+    [request] = await receiver.wait_for(1)
+    assert request.json()["updated_tags"] == ["after"]

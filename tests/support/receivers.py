@@ -68,6 +68,10 @@ class HttpReceiver:
         return Response(status_code=self.status)
 
 
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
 @contextlib.asynccontextmanager
 async def http_receiver() -> AsyncIterator[HttpReceiver]:
     """An HTTP server on a free loopback port, recording what it receives, for the block."""
@@ -75,9 +79,7 @@ async def http_receiver() -> AsyncIterator[HttpReceiver]:
     receiver = HttpReceiver(base_url=f"http://127.0.0.1:{port}")
     app = Starlette(routes=[Route("/{path:path}", receiver._handle, methods=["GET", "POST", "PUT"])])
     stop = asyncio.Event()
-    server = asyncio.create_task(
-        serve(app, ListenAddress(host="127.0.0.1", port=port), asyncio.Event().wait(), stop)
-    )
+    server = asyncio.create_task(serve(app, ListenAddress(host="127.0.0.1", port=port), _forever(), stop))
 
     async def ready() -> bool:
         try:
@@ -100,7 +102,7 @@ class _MailHandler:
         self._inbox = inbox
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
-        message = message_from_bytes(bytes(envelope.content or b""), policy=policy.default)
+        message = message_from_bytes(envelope.original_content or b"", policy=policy.default)
         assert isinstance(message, EmailMessage)
         self._inbox.append(message)
         return "250 Message accepted for delivery"
