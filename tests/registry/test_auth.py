@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import jwt
 
@@ -12,7 +13,7 @@ from tests.fixtures.registry import Registry
 def _challenge_params(header: str) -> dict[str, str]:
     scheme, _, rest = header.partition(" ")
     assert scheme == "Bearer"
-    return {key: value.strip('"') for key, _, value in (part.partition("=") for part in rest.split(","))}
+    return dict(re.findall(r'(\w+)="([^"]*)"', rest))
 
 
 async def test_version_check_challenges_anonymous_callers(registry: Registry) -> None:

@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
-from pydantic import BaseModel
 
 from services.registry.access import identify_basic
 from services.registry.api.common import db_connection, forbidden, not_found
 from services.registry.context import RegistryContext, get_context
 from shared.auth.accounts import Namespace, find_namespace
-from shared.auth.api_tokens import SCOPES, ApiTokenExpiredError, Scope, authenticate_api_token
+from shared.auth.api_callers import ROBOT_SCOPES, ApiCaller, authenticate_api_caller
+from shared.auth.api_callers import unauthorized as _unauthorized
+from shared.auth.api_tokens import Scope
 from shared.auth.identity import Identity
 from shared.auth.permissions import namespace_role
 
-ROBOT_SCOPES: frozenset[Scope] = frozenset({"repo:read", "repo:write", "repo:admin", "repo:create"})
+__all__ = ["ROBOT_SCOPES", "ApiCaller"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (POST /api/v1/user/apitokens).")
 _basic = HTTPBasic(
@@ -31,26 +32,6 @@ _basic = HTTPBasic(
     realm="Quayside",
     description="A user's password, or a robot '<namespace>+<name>' and its token.",
 )
-
-
-class ApiCaller(BaseModel):
-    """The caller: ``identity`` is None for anonymous calls; ``scopes`` bound what credentials may do.
-
-    A superuser's identity carries ``is_superuser`` only when its credentials have 'super:user'.
-    """
-
-    identity: Identity | None
-    scopes: frozenset[Scope]
-
-    def require_scope(self, scope: Scope) -> None:
-        if scope not in self.scopes:
-            raise forbidden(f"these credentials lack the '{scope}' scope")
-
-
-def _unauthorized(detail: str, scheme: str = "Bearer") -> HTTPException:
-    return HTTPException(
-        status_code=401, detail=detail, headers={"WWW-Authenticate": f'{scheme} realm="Quayside"'}
-    )
 
 
 async def api_caller(
@@ -61,22 +42,17 @@ async def api_caller(
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> ApiCaller:
     """FastAPI dependency: authenticate the request (401 for bad credentials, anonymous without any)."""
-    if bearer is not None:
-        try:
-            holder = await authenticate_api_token(conn, bearer.credentials)
-        except ApiTokenExpiredError as error:
-            raise _unauthorized(str(error)) from error
-        if holder is None:
-            raise _unauthorized("invalid API token")
-        return ApiCaller(identity=holder.identity, scopes=holder.scopes)
-    if basic is not None:
-        identity = await identify_basic(context, basic.username, basic.password)
-        if identity is None:
-            raise _unauthorized("invalid username or password", "Basic")
-        return ApiCaller(identity=identity, scopes=SCOPES if identity.kind == "user" else ROBOT_SCOPES)
-    if request.headers.get("authorization"):
-        raise _unauthorized("unsupported authorization scheme")
-    return ApiCaller(identity=None, scopes=SCOPES)
+
+    async def authenticate_basic(username: str, secret: str) -> Identity | None:
+        return await identify_basic(context, username, secret)
+
+    return await authenticate_api_caller(
+        conn,
+        bearer=bearer.credentials if bearer is not None else None,
+        basic=(basic.username, basic.password) if basic is not None else None,
+        has_authorization=bool(request.headers.get("authorization")),
+        authenticate_basic=authenticate_basic,
+    )
 
 
 async def require_user(caller: ApiCaller = Depends(api_caller)) -> ApiCaller:
