@@ -64,6 +64,26 @@ class Settings(BaseSettings):
     # Where exported usage logs are written, each as one JSON file served at /exportedlogs/<name>.
     log_export_dir: str = "./data/log-exports"
 
+    # Repository mirroring (services/mirror). The registry's /v2 API, where mirrors push as their robot.
+    registry_url: str = "http://127.0.0.1:5000"
+    # Quay's REPO_MIRROR_ROLLBACK: a failed sync puts every tag back as it was before the sync;
+    # false: best effort, the tags synced stay and the failed ones are reported.
+    repo_mirror_rollback: bool = False
+    # Quay's REPO_MIRROR_INTERVAL: seconds between looks for due mirrors (sync-now wakes workers at once).
+    repo_mirror_interval_s: float = Field(default=30.0, gt=0)
+    # Syncs one mirror service process runs at once.
+    mirror_workers: int = Field(default=2, ge=1)
+    # How long a claimed mirror stays a worker's without renewal (renewed while it syncs): a worker
+    # that dies loses its mirror to another once this runs out.
+    mirror_lease_s: float = Field(default=60.0, gt=0)
+    # A failed sync is retried this much later, 3 times, before it waits for its next interval.
+    mirror_retry_delay_s: float = Field(default=300.0, ge=0)
+    # Time limit of one request to an upstream registry (connecting, or between two reads).
+    mirror_upstream_timeout_s: float = Field(default=60.0, gt=0)
+    # Fernet key (url-safe base64 of 32 bytes) encrypting upstream credentials in the database;
+    # unset: derived from token_secret, so changing that secret makes stored credentials unreadable.
+    secrets_key: str | None = None
+
     @field_validator("storage_preference", mode="before")
     @classmethod
     def _split_preference(cls, value: object) -> object:

@@ -71,6 +71,8 @@ KINDS: frozenset[str] = frozenset(
         "repo_mirror_sync_started",
         "repo_mirror_sync_success",
         "repo_mirror_sync_failed",
+        "repo_mirror_sync_tag_success",
+        "repo_mirror_sync_tag_failed",
         "repo_mirror_sync_now_requested",
         # proxy cache and quota
         "create_proxy_cache_config",

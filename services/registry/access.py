@@ -20,6 +20,7 @@ from services.registry.errors import RegistryError
 from services.registry.repositories import Repository, ensure_repository, find_namespace_id, find_repository
 from shared.auth.accounts import authenticate
 from shared.auth.identity import Identity
+from shared.auth.mirrors import is_mirror_robot
 from shared.auth.permissions import ROLE_RANK, can_create_repository, repository_role
 from shared.auth.tokens import InvalidTokenError, TokenClaims, decode_token
 from shared.oci.names import is_valid_repository_name, split_repository_name
@@ -149,6 +150,15 @@ async def allowed_actions(
     return actions, repository.namespace_id, repository
 
 
+async def _refuse_write(context: RegistryContext, repository: Repository, identity: Identity | None) -> None:
+    """DENIED, unless the repository is a mirror and the caller its mirror robot."""
+    if repository.state == "MIRROR":
+        async with context.pool.acquire() as conn:
+            if await is_mirror_robot(conn, identity, repository.id):
+                return
+    raise RegistryError("DENIED", _WRITE_REFUSED_STATES[repository.state])
+
+
 def validated_name(full_name: str) -> tuple[str, str]:
     if not is_valid_repository_name(full_name):
         raise RegistryError("NAME_INVALID", "invalid repository name", detail={"name": full_name[:300]})
@@ -164,8 +174,13 @@ async def authorize(context: RegistryContext, request: Request, full_name: str, 
     namespace, name = validated_name(full_name)
     caller = await identify(context, request)
     async with context.pool.acquire() as conn:
-        live_actions, namespace_id, repository = await allowed_actions(conn, caller.identity, namespace, name)
-    granted = caller.token.actions_for("repository", full_name) if caller.token else live_actions
+        if caller.token is not None:
+            # A token carries its grants: only the repository itself is looked up.
+            granted = caller.token.actions_for("repository", full_name)
+            repository = await find_repository(conn, namespace, name) if action in granted else None
+            namespace_id = repository.namespace_id if repository else await find_namespace_id(conn, namespace)
+        else:
+            granted, namespace_id, repository = await allowed_actions(conn, caller.identity, namespace, name)
     scope = f"repository:{full_name}:{'pull' if action == 'pull' else 'pull,push'}"
     if action not in granted:
         if caller.identity is None or caller.token is not None:
@@ -176,7 +191,7 @@ async def authorize(context: RegistryContext, request: Request, full_name: str, 
             "NAME_UNKNOWN", "repository name not known to registry", detail={"name": full_name}
         )
     if repository is not None and action != "pull" and repository.state in _WRITE_REFUSED_STATES:
-        raise RegistryError("DENIED", _WRITE_REFUSED_STATES[repository.state])
+        await _refuse_write(context, repository, caller.identity)
     return Grant(
         caller=caller, namespace=namespace, name=name, namespace_id=namespace_id, repository=repository
     )

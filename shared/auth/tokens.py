@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import lru_cache
 
 import jwt
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,6 +29,8 @@ class Access(BaseModel):
 
 
 class TokenClaims(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     subject: str
     identity: Identity | None
     access: list[Access]
@@ -73,6 +76,15 @@ def issue_token(
 
 def decode_token(token: str, *, secret: str, issuer: str, service: str) -> TokenClaims:
     """Verify signature, issuer, audience and expiry; InvalidTokenError otherwise."""
+    claims = _verified_claims(token, secret, issuer, service)
+    if claims.expires_at <= time.time():
+        raise InvalidTokenError("Signature has expired")
+    return claims
+
+
+# Clients present the same token on every request of a pull: verify each one once.
+@lru_cache(maxsize=4096)
+def _verified_claims(token: str, secret: str, issuer: str, service: str) -> TokenClaims:
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], audience=service, issuer=issuer)
         return TokenClaims(

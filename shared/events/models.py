@@ -76,6 +76,8 @@ class RepositoryDeleted(Event):
 
 
 class MirrorStarted(Event):
+    """A mirror worker started syncing a MIRROR repository from its external reference."""
+
     routing_key: ClassVar[str] = "mirror.started"
 
     namespace: str
@@ -84,21 +86,43 @@ class MirrorStarted(Event):
 
 
 class MirrorSucceeded(Event):
+    """A sync finished with every matching tag in place.
+
+    ``tags`` were copied (new or changed upstream), ``tags_skipped`` already pointed at the upstream
+    digest, ``tags_deleted`` no longer matched or no longer existed upstream; ``bytes_copied`` counts
+    the blob bytes fetched from the upstream.
+    """
+
     routing_key: ClassVar[str] = "mirror.succeeded"
 
     namespace: str
     repository: str
     external_reference: str
     tags: list[str] = Field(default_factory=list)
+    tags_skipped: list[str] = Field(default_factory=list)
+    tags_deleted: list[str] = Field(default_factory=list)
+    bytes_copied: int = 0
 
 
 class MirrorFailed(Event):
+    """A sync failed (or was cancelled): ``error`` says why, the lists say what happened to the tags.
+
+    ``tags`` were copied and stay (best effort) or were put back (``rolled_back``), ``tags_failed``
+    could not be copied and kept their earlier state.
+    """
+
     routing_key: ClassVar[str] = "mirror.failed"
 
     namespace: str
     repository: str
     external_reference: str
     error: str
+    tags: list[str] = Field(default_factory=list)
+    tags_skipped: list[str] = Field(default_factory=list)
+    tags_failed: list[str] = Field(default_factory=list)
+    tags_deleted: list[str] = Field(default_factory=list)
+    bytes_copied: int = 0
+    rolled_back: bool = False
 
 
 class QuotaWarning(Event):
