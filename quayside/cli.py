@@ -18,6 +18,7 @@ from typing import Annotated, TypeVar
 
 import asyncpg
 import typer
+import uvloop
 from pydantic import ValidationError
 
 from quayside import install
@@ -150,7 +151,7 @@ def up(
             settings = settings.model_copy(update={"data_dir": data_dir})
         if listen is not None:
             settings = settings.model_copy(update={"listen": ListenAddress.parse(listen)})
-        asyncio.run(embedded.run(settings))
+        uvloop.run(embedded.run(settings))
 
 
 @app.command("migrate")

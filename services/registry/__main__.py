@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 
+import uvloop
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -101,7 +102,7 @@ async def run(settings: Settings, process: ProcessSettings) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(run(Settings(), ProcessSettings()))
+        uvloop.run(run(Settings(), ProcessSettings()))
     except ServerStartError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None

@@ -1,0 +1,1 @@
+"""The repository mirroring service: keeps MIRROR repositories in sync with external registries."""

@@ -1,0 +1,358 @@
+"""The upstream registry a mirror copies from: a client of its OCI distribution API.
+
+Authentication follows the Docker registry protocol: a 401 challenge names Basic (credentials sent
+as they are) or Bearer (a token fetched from the challenge's realm, with the stored credentials when
+there are any, for pull access on the mirrored repository). Every failure is an UpstreamError whose
+message carries what the upstream answered.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ipaddress
+import json
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from typing import Literal
+from urllib.parse import urljoin
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from services.mirror.config_store import ExternalRegistryConfig, ProxyConfig
+from shared.oci.digest import digest_bytes, is_digest
+from shared.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+
+MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_TAGS_PAGE_SIZE = 1000
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    r"^(?:(?P<scheme>https?)://)?"
+    r"(?P<registry>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?)"
+    rf"/(?P<repository>{_COMPONENT}(?:/{_COMPONENT})*)$"
+)
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io"})
+
+FailureReason = Literal["unreachable", "auth", "not_found", "invalid", "upstream"]
+
+
+class InvalidReferenceError(ValueError):
+    """Not '<registry host[:port]>/<repository>' (optionally after http:// or https://)."""
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or refused a request; the message says what it answered."""
+
+    def __init__(self, message: str, reason: FailureReason) -> None:
+        super().__init__(message)
+        self.reason: FailureReason = reason
+
+
+class ExternalReference(BaseModel):
+    """Where a mirror's content lives: a registry and a repository path in it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scheme: Literal["http", "https"] | None
+    registry: str
+    repository: str
+
+    @classmethod
+    def parse(cls, text: str) -> ExternalReference:
+        """Read 'registry.example.com[:port]/path/name'; Docker Hub names get its API host and
+        the 'library/' prefix of its official images. InvalidReferenceError otherwise."""
+        match = _REFERENCE.match(text.strip())
+        if match is None or len(match.group("repository")) > 255:
+            raise InvalidReferenceError(
+                f"invalid external_reference {text!r}: expected '<registry host[:port]>/<repository>'"
+            )
+        registry, repository = match.group("registry"), match.group("repository")
+        if registry in _DOCKER_HUB_NAMES:
+            registry = "registry-1.docker.io"
+            if "/" not in repository:
+                repository = f"library/{repository}"
+        scheme = match.group("scheme")
+        return cls(
+            scheme=scheme if scheme in ("http", "https") else None, registry=registry, repository=repository
+        )
+
+
+class UpstreamManifest(BaseModel):
+    """A manifest as the upstream serves it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    body: bytes
+    content_type: str | None
+    digest: str
+
+
+class RegistryAuth(httpx.Auth):
+    """Answers the upstream's 401 challenges (Basic or Bearer) and keeps the header that worked."""
+
+    def __init__(self, username: str | None, password: str | None, scope: str) -> None:
+        self._basic = (
+            "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            if username is not None
+            else None
+        )
+        self._scope = scope
+        self._header: str | None = None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("the upstream client is asynchronous only")
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self._header is not None:
+            request.headers["Authorization"] = self._header
+        response = yield request
+        if response.status_code != 401:
+            return
+        scheme, params = _parse_challenge(response.headers.get("www-authenticate", ""))
+        if scheme == "basic" and self._basic is not None:
+            header = self._basic
+        elif scheme == "bearer" and "realm" in params:
+            token_response = yield self._token_request(params)
+            await token_response.aread()
+            header = f"Bearer {_token_from(token_response)}"
+        else:
+            return
+        self._header = header
+        request.headers["Authorization"] = header
+        yield request
+
+    def _token_request(self, challenge: dict[str, str]) -> httpx.Request:
+        params = {"scope": self._scope}
+        if "service" in challenge:
+            params["service"] = challenge["service"]
+        headers = {"Authorization": self._basic} if self._basic else {}
+        return httpx.Request("GET", challenge["realm"], params=params, headers=headers)
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
+
+
+def _token_from(response: httpx.Response) -> str:
+    if response.status_code in (401, 403):
+        raise UpstreamError(
+            f"the upstream's token endpoint refused the credentials ({_describe(response)})", "auth"
+        )
+    if response.status_code != 200:
+        raise UpstreamError(f"the upstream's token endpoint failed ({_describe(response)})", "upstream")
+    try:
+        document = response.json()
+        token = document.get("token") or document.get("access_token")
+    except ValueError:
+        token = None
+    if not isinstance(token, str) or not token:
+        raise UpstreamError("the upstream's token endpoint answered no token", "upstream")
+    return token
+
+
+def _describe(response: httpx.Response) -> str:
+    """'<status> <CODE>: <message>' from an OCI error body, else the status and the body's start."""
+    try:
+        body = response.content
+    except httpx.ResponseNotRead:
+        body = b""
+    try:
+        first = json.loads(body)["errors"][0]
+        return f"{response.status_code} {first.get('code', '')}: {first.get('message', '')}"
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return f"{response.status_code} {body[:200].decode(errors='replace')}".strip()
+
+
+def _failure(response: httpx.Response, what: str, has_credentials: bool) -> UpstreamError:
+    description = _describe(response)
+    match response.status_code:
+        case 401 if has_credentials:
+            return UpstreamError(f"the upstream refused the credentials for {what} ({description})", "auth")
+        case 401:
+            return UpstreamError(f"the upstream requires credentials for {what} ({description})", "auth")
+        case 403:
+            return UpstreamError(f"the upstream denied {what} ({description})", "auth")
+        case 404:
+            return UpstreamError(f"the upstream has no {what} ({description})", "not_found")
+    return UpstreamError(f"the upstream failed {what} ({description})", "upstream")
+
+
+def _proxy_mounts(proxy: ProxyConfig, verify: bool) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """httpx mounts for the configured proxies; hosts in no_proxy go direct (httpx's NO_PROXY rules)."""
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    if proxy.http_proxy:
+        mounts["http://"] = httpx.AsyncHTTPTransport(proxy=proxy.http_proxy, verify=verify)
+    if proxy.https_proxy:
+        mounts["https://"] = httpx.AsyncHTTPTransport(proxy=proxy.https_proxy, verify=verify)
+    for host in (proxy.no_proxy or "").split(","):
+        host = host.strip()
+        if not host:
+            continue
+        if "://" in host:
+            mounts[host] = None
+        elif host == "localhost" or _is_ip(host):
+            mounts[f"all://{host}"] = None
+        else:
+            mounts[f"all://*{host.lstrip('*')}"] = None
+    return mounts
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class UpstreamRegistry:
+    """One upstream repository, read with the mirror's credentials and external registry config.
+
+    Without a scheme in the reference, HTTPS is used; with verify_tls false, certificates are not
+    checked and plain HTTP is used when the registry does not speak TLS (as skopeo does).
+    """
+
+    def __init__(
+        self,
+        reference: ExternalReference,
+        *,
+        username: str | None,
+        password: str | None,
+        config: ExternalRegistryConfig,
+        timeout_s: float,
+    ) -> None:
+        self._reference = reference
+        self._has_credentials = username is not None
+        self._verify_tls = config.verify_tls
+        self._client = httpx.AsyncClient(
+            auth=RegistryAuth(username, password, f"repository:{reference.repository}:pull"),
+            verify=config.verify_tls,
+            mounts=_proxy_mounts(config.proxy, config.verify_tls),
+            timeout=timeout_s,
+            follow_redirects=True,
+            trust_env=False,
+        )
+        self._base_url: str | None = None
+
+    async def __aenter__(self) -> UpstreamRegistry:
+        return self
+
+    async def __aexit__(self, *_exc_info: object) -> None:
+        await self._client.aclose()
+
+    @property
+    def reference(self) -> ExternalReference:
+        return self._reference
+
+    async def list_tags(self) -> list[str]:
+        """Every tag of the repository, following the Link header's pages."""
+        url: str | None = await self._url("tags/list")
+        params: dict[str, int] | None = {"n": _TAGS_PAGE_SIZE}
+        tags: list[str] = []
+        while url is not None:
+            async with self._send("GET", url, "the tag list", params=params) as response:
+                await response.aread()
+                try:
+                    page = response.json().get("tags") or []
+                except (ValueError, AttributeError) as error:
+                    raise UpstreamError(f"the upstream's tag list is not JSON: {error}", "invalid") from error
+                tags.extend(tag for tag in page if isinstance(tag, str))
+                next_page = response.links.get("next", {}).get("url")
+                url = urljoin(str(response.url), next_page) if next_page else None
+            params = None
+        return tags
+
+    async def manifest_digest(self, tag: str) -> str:
+        """The digest the tag points at: from HEAD's Docker-Content-Digest, else by hashing a GET."""
+        async with self._send(
+            "HEAD", await self._url(f"manifests/{tag}"), f"tag {tag}", headers={"Accept": MANIFEST_ACCEPT}
+        ) as response:
+            digest = response.headers.get("docker-content-digest", "")
+        if is_digest(digest):
+            return digest
+        return (await self.fetch_manifest(tag)).digest
+
+    async def fetch_manifest(self, reference: str) -> UpstreamManifest:
+        """The manifest's bytes; when fetched by digest, checked against it."""
+        url = await self._url(f"manifests/{reference}")
+        async with self._send(
+            "GET", url, f"manifest {reference}", headers={"Accept": MANIFEST_ACCEPT}
+        ) as response:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise UpstreamError(f"manifest {reference} exceeds {MAX_MANIFEST_BYTES} bytes", "invalid")
+            content_type = response.headers.get("content-type")
+        algorithm = reference.partition(":")[0] if is_digest(reference) else "sha256"
+        digest = digest_bytes(bytes(body), algorithm)
+        if is_digest(reference) and digest != reference:
+            raise UpstreamError(f"manifest {reference} served with the wrong content ({digest})", "invalid")
+        return UpstreamManifest(body=bytes(body), content_type=content_type, digest=digest)
+
+    @contextlib.asynccontextmanager
+    async def open_blob(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The blob's bytes as they arrive; errors while reading are UpstreamErrors too."""
+        async with self._send("GET", await self._url(f"blobs/{digest}"), f"blob {digest}") as response:
+            yield self._chunks(response, digest)
+
+    async def _chunks(self, response: httpx.Response, digest: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as error:
+            raise UpstreamError(
+                f"reading blob {digest} from the upstream failed: {error!r}", "unreachable"
+            ) from error
+
+    async def _url(self, path: str) -> str:
+        return f"{await self._base()}/v2/{self._reference.repository}/{path}"
+
+    async def _base(self) -> str:
+        if self._base_url is None:
+            self._base_url = await self._find_base()
+        return self._base_url
+
+    async def _find_base(self) -> str:
+        registry = self._reference.registry
+        if self._reference.scheme is not None:
+            return f"{self._reference.scheme}://{registry}"
+        if self._verify_tls:
+            return f"https://{registry}"
+        try:
+            await self._client.get(f"https://{registry}/v2/", auth=None)
+        except httpx.TransportError:
+            return f"http://{registry}"
+        return f"https://{registry}"
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        params: dict[str, int] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """The streamed response to a request; UpstreamError for transport errors and error statuses."""
+        try:
+            async with self._client.stream(method, url, params=params, headers=headers) as response:
+                if response.status_code >= 400:
+                    if method != "HEAD":
+                        await response.aread()
+                    raise _failure(response, what, self._has_credentials)
+                yield response
+        except httpx.TimeoutException as error:
+            raise UpstreamError(
+                f"the upstream {self._reference.registry} timed out ({what})", "unreachable"
+            ) from error
+        except httpx.TransportError as error:
+            raise UpstreamError(
+                f"cannot reach the upstream {self._reference.registry}: {error}", "unreachable"
+            ) from error
