@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.registry import api, blobs, catalog, manifests, referrers, tags, token, uploads
+from services.registry import api, blobs, catalog, health, manifests, metrics, referrers, tags, token, uploads
 from services.registry.context import RegistryContext
 from services.registry.errors import (
     RegistryError,
@@ -17,8 +19,10 @@ from services.registry.errors import (
     registry_error_handler,
     validation_error_handler,
 )
+from services.registry.readonly import RefuseWrites
 from shared.config import Settings
 from shared.db import create_pool
+from shared.observability import RequestMetrics
 from shared.storage import Locations
 
 
@@ -27,10 +31,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
         locations = await Locations.open(settings)
-        app.state.context = RegistryContext(settings=settings, pool=pool, locations=locations)
+        context = RegistryContext(settings=settings, pool=pool, locations=locations)
+        app.state.context = context
+        cache_listener = asyncio.create_task(context.manifests.listen(settings.database_url))
         try:
             yield
         finally:
+            cache_listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cache_listener
             await locations.close()
             await pool.close()
 
@@ -43,5 +52,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     for router in api.routers:
         app.include_router(router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
     app.add_middleware(api.DeclaredBodyLimit)
+    if settings.registry_state == "readonly":
+        app.add_middleware(RefuseWrites)
+    # Added last, so outermost: refusals and errors are counted too.
+    app.add_middleware(metrics.BlobTransferMetrics)
+    app.add_middleware(RequestMetrics, service="registry")
     return app

@@ -8,6 +8,7 @@ import asyncpg
 from fastapi import Request
 
 from services.registry.credentials_cache import CredentialsCache
+from services.registry.manifest_cache import ManifestCache
 from services.registry.upload_sessions import HasherCache
 from shared.config import Settings
 from shared.storage import Locations
@@ -20,6 +21,7 @@ class RegistryContext:
     locations: Locations
     credentials: CredentialsCache = field(default_factory=CredentialsCache)
     upload_hashers: HasherCache = field(default_factory=HasherCache)
+    manifests: ManifestCache = field(default_factory=ManifestCache)
 
 
 async def get_context(request: Request) -> RegistryContext:

@@ -8,9 +8,11 @@ import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 
 from services.registry import audit, manifest_store
-from services.registry.access import authorize
+from services.registry.access import authorize, identify
+from services.registry.artifact_policy import check_artifact_policy
 from services.registry.context import RegistryContext, get_context
 from services.registry.errors import RegistryError
+from services.registry.manifest_cache import CachedManifest
 from shared.events.models import ManifestPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import is_digest
@@ -91,6 +93,7 @@ async def put_manifest(
     body = await read_manifest_body(request, context.settings.max_manifest_bytes)
     algorithm = reference.partition(":")[0] if by_digest else "sha256"
     manifest = await asyncio.to_thread(_parse, body, request.headers.get("content-type"), algorithm)
+    check_artifact_policy(manifest, context.settings)
     if by_digest and manifest.digest != reference:
         raise RegistryError(
             "DIGEST_INVALID",
@@ -135,9 +138,12 @@ async def get_manifest(
     name: str, reference: str, request: Request, context: RegistryContext = Depends(get_context)
 ) -> Response:
     """The manifest's bytes exactly as pushed, with its media type and digest (headers only for HEAD)."""
+    with_content = request.method == "GET"
+    if with_content and (cached := await _cached_pull(context, request, name, reference)):
+        return _manifest_response(cached.digest, cached.media_type, cached.content)
+    read_at_generation = context.manifests.generation
     grant = await authorize(context, request, name, "pull")
     assert grant.repository is not None  # authorize answers NAME_UNKNOWN to pulls of unknown repositories
-    with_content = request.method == "GET"
     manifest = await manifest_store.find_manifest(
         context.pool,
         grant.repository.id,
@@ -147,13 +153,35 @@ async def get_manifest(
     )
     if manifest is None:
         raise manifest_unknown(name, reference)
+    if manifest.content is None:
+        return _manifest_response(manifest.digest, manifest.media_type, b"", size=manifest.size)
+    if grant.caller.token is not None:
+        entry = (grant.repository.id, manifest.digest, manifest.media_type, manifest.content)
+        context.manifests.put(name, reference, entry, read_at_generation)
+    return _manifest_response(manifest.digest, manifest.media_type, manifest.content)
+
+
+async def _cached_pull(
+    context: RegistryContext, request: Request, name: str, reference: str
+) -> CachedManifest | None:
+    """The cached manifest, when the caller's bearer token grants pull on the repository."""
+    cached = context.manifests.get(name, reference)
+    if cached is None:
+        return None
+    caller = await identify(context, request)
+    if caller.token is None or "pull" not in caller.token.actions_for("repository", name):
+        return None
+    return cached
+
+
+def _manifest_response(digest: str, media_type: str, content: bytes, size: int | None = None) -> Response:
     headers = {
-        "Content-Type": manifest.media_type,
-        "Content-Length": str(manifest.size),
-        "Docker-Content-Digest": manifest.digest,
-        "ETag": f'"{manifest.digest}"',
+        "Content-Type": media_type,
+        "Content-Length": str(len(content) if size is None else size),
+        "Docker-Content-Digest": digest,
+        "ETag": f'"{digest}"',
     }
-    return Response(content=manifest.content, headers=headers)
+    return Response(content=content, headers=headers)
 
 
 @router.delete(_PATH, status_code=202)

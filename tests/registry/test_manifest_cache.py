@@ -1,0 +1,110 @@
+"""The per-process manifest cache: served from memory, never stale past a committed change."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.registry.manifest_cache import CHANNEL
+from tests.events.helpers import wait_until
+from tests.fixtures.registry import Registry
+from tests.support.oci import bearer_header, bearer_token, push_image, random_image
+from tests.support.registry_app import running_registry
+
+
+async def _pull_digest(registry: Registry, name: str, reference: str, token: str) -> str:
+    async with registry.client() as client:
+        response = await client.get(f"/v2/{name}/manifests/{reference}", headers=bearer_header(token))
+    assert response.status_code == 200, response.text
+    return response.headers["docker-content-digest"]
+
+
+async def _cached_digest(registry: Registry, name: str, reference: str) -> str | None:
+    cached = registry.context.manifests.get(name, reference)
+    return cached.digest if cached else None
+
+
+async def test_a_tag_moved_by_another_replica_is_never_served_stale(registry: Registry) -> None:
+    alice = await registry.user()
+    name = f"{alice.username}/app"
+    await wait_until(lambda: registry.context.manifests.listening)
+    async with registry.client(alice) as client:
+        first = await push_image(client, name, random_image(), "latest")
+        token = await bearer_token(client, f"repository:{name}:pull")
+    assert await _pull_digest(registry, name, "latest", token) == first
+    assert await _cached_digest(registry, name, "latest") == first
+
+    async with running_registry(registry.settings) as other, other.client(alice) as client:
+        second = await push_image(client, name, random_image(), "latest")
+
+    await wait_until(lambda: registry.context.manifests.get(name, "latest") is None)
+    assert await _pull_digest(registry, name, "latest", token) == second
+
+
+async def test_changes_made_in_plain_sql_evict_too(registry: Registry) -> None:
+    alice = await registry.user()
+    name = f"{alice.username}/app"
+    await wait_until(lambda: registry.context.manifests.listening)
+    async with registry.client(alice) as client:
+        digest = await push_image(client, name, random_image(), "v1")
+        token = await bearer_token(client, f"repository:{name}:pull")
+    await _pull_digest(registry, name, "v1", token)
+    assert await _cached_digest(registry, name, "v1") == digest
+
+    async with registry.context.pool.acquire() as conn:
+        await conn.execute("UPDATE tag SET lifetime_end = now() WHERE name = 'v1'")
+    await wait_until(lambda: registry.context.manifests.get(name, "v1") is None)
+    async with registry.client() as client:
+        response = await client.get(f"/v2/{name}/manifests/v1", headers=bearer_header(token))
+    assert response.status_code == 404
+
+
+async def test_without_its_listening_connection_the_cache_empties_and_stays_off(registry: Registry) -> None:
+    alice = await registry.user()
+    name = f"{alice.username}/app"
+    cache = registry.context.manifests
+    await wait_until(lambda: cache.listening)
+    async with registry.client(alice) as client:
+        digest = await push_image(client, name, random_image(), "v1")
+        token = await bearer_token(client, f"repository:{name}:pull")
+    await _pull_digest(registry, name, "v1", token)
+    assert cache.get(name, "v1") is not None
+
+    async with registry.context.pool.acquire() as conn:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE $1",
+            f"%LISTEN%{CHANNEL}%",
+        )
+    await wait_until(lambda: cache.get(name, "v1") is None)
+    await wait_until(lambda: cache.listening)  # it reconnects by itself
+    assert await _pull_digest(registry, name, "v1", token) == digest
+
+
+async def test_an_entry_read_before_a_change_was_announced_is_not_stored(registry: Registry) -> None:
+    cache = registry.context.manifests
+    await wait_until(lambda: cache.listening)
+    read_at = cache.generation
+    conn = await asyncpg.connect(registry.settings.database_url)
+    try:
+        await conn.execute("SELECT pg_notify($1, '42')", CHANNEL)
+    finally:
+        await conn.close()
+    await wait_until(lambda: cache.generation != read_at)
+    cache.put("ns/app", "latest", (42, "sha256:" + "0" * 64, "application/json", b"{}"), read_at)
+    assert cache.get("ns/app", "latest") is None
+
+
+async def test_basic_and_anonymous_pulls_are_never_served_from_the_cache(registry: Registry) -> None:
+    alice = await registry.user()
+    bob = await registry.user()
+    name = f"{alice.username}/app"
+    await wait_until(lambda: registry.context.manifests.listening)
+    async with registry.client(alice) as client:
+        await push_image(client, name, random_image(), "v1")
+        token = await bearer_token(client, f"repository:{name}:pull")
+    await _pull_digest(registry, name, "v1", token)
+    assert registry.context.manifests.get(name, "v1") is not None
+    async with registry.client(bob) as client:
+        assert (await client.get(f"/v2/{name}/manifests/v1")).status_code == 403
+    async with registry.client() as client:
+        assert (await client.get(f"/v2/{name}/manifests/v1")).status_code == 401
