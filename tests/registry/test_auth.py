@@ -82,7 +82,9 @@ async def test_bearer_tokens_are_verified(registry: Registry) -> None:
         token = (await client.get("/v2/auth")).json()["token"]
     async with registry.client() as client:
         ok = await client.get("/v2/", headers={"Authorization": f"Bearer {token}"})
-        forged = jwt.encode({"sub": "admin", "access": []}, "other-secret-0123456789abcdef0123456789", algorithm="HS256")
+        forged = jwt.encode(
+            {"sub": "admin", "access": []}, "other-secret-0123456789abcdef0123456789", algorithm="HS256"
+        )
         refused = await client.get("/v2/", headers={"Authorization": f"Bearer {forged}"})
     assert ok.status_code == 200
     assert refused.status_code == 401

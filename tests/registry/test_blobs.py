@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -13,26 +12,10 @@ from shared.config import FilesystemLocation, S3Location
 from shared.oci.digest import digest_bytes
 from shared.storage.paths import blob_path
 from tests.fixtures.registry import Account, Registry
-from tests.support.oci import bearer_header, bearer_token, push_blob
+from tests.support.oci import bearer_header, bearer_token, error_code, push_blob
 from tests.support.registry_app import running_registry
 
 DATA = bytes(range(256)) * 40  # 10240 bytes, each offset recognisable
-
-
-def error_code(response: httpx.Response) -> str:
-    code: str = response.json()["errors"][0]["code"]
-    return code
-
-
-@pytest.fixture
-async def owner(registry: Registry) -> Account:
-    return await registry.user()
-
-
-@pytest.fixture
-async def client(registry: Registry, owner: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with registry.client(owner) as client:
-        yield client
 
 
 @pytest.fixture

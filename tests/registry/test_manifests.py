@@ -29,17 +29,6 @@ from tests.support.oci import (
 
 
 @pytest.fixture
-async def owner(registry: Registry) -> Account:
-    return await registry.user()
-
-
-@pytest.fixture
-async def client(registry: Registry, owner: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with registry.client(owner) as client:
-        yield client
-
-
-@pytest.fixture
 def repo(owner: Account) -> str:
     return f"{owner.username}/app"
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from shared.oci.digest import digest_bytes
 from shared.oci.mediatypes import OCI_EMPTY_CONFIG, OCI_INDEX, OCI_MANIFEST
-from tests.fixtures.registry import Account, Registry
+from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.support.oci import (
     EMPTY_CONFIG,
     INVALID_REPOSITORY_NAMES,
@@ -20,20 +21,19 @@ from tests.support.oci import (
     put_manifest,
     random_image,
 )
+from tests.support.registry_app import running_registry
 
 SBOM_TYPE = "application/spdx+json"
 SIGNATURE_CONFIG_TYPE = "application/vnd.example.signature.config.v1+json"
 
 
 @pytest.fixture
-async def owner(registry: Registry) -> Account:
-    return await registry.user()
-
-
-@pytest.fixture
-async def client(registry: Registry, owner: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with registry.client(owner) as client:
-        yield client
+async def registry(database_url: str, tmp_path: Path) -> AsyncIterator[Registry]:
+    """The registry accepting any media type (IGNORE_UNKNOWN_MEDIATYPES): these tests push
+    artifacts of made-up types."""
+    settings = registry_settings(database_url, tmp_path / "storage", ignore_unknown_mediatypes=True)
+    async with running_registry(settings) as running:
+        yield running
 
 
 @pytest.fixture

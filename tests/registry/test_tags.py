@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,17 +11,6 @@ from tests.fixtures.registry import Account, Registry
 from tests.support.oci import INVALID_REPOSITORY_NAMES, Image, push_image, put_manifest, random_image
 
 _NEXT_LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
-
-
-@pytest.fixture
-async def owner(registry: Registry) -> Account:
-    return await registry.user()
-
-
-@pytest.fixture
-async def client(registry: Registry, owner: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with registry.client(owner) as client:
-        yield client
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +16,7 @@ from shared.config import S3Location
 from shared.oci.digest import digest_bytes
 from shared.storage.paths import blob_path
 from tests.fixtures.registry import Account, Registry
-from tests.support.oci import bearer_header, bearer_token, push_blob
+from tests.support.oci import bearer_header, bearer_token, error_code, push_blob
 from tests.support.registry_app import running_registry
 
 EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -51,11 +51,6 @@ async def patch_chunk(client: httpx.AsyncClient, location: str, data: bytes, sta
     )
 
 
-def error_code(response: httpx.Response) -> str:
-    code: str = response.json()["errors"][0]["code"]
-    return code
-
-
 async def blob_rows(registry: Registry, digest: str) -> tuple[int, int, int]:
     """(blob rows, placement rows, repository links) for the digest."""
     async with registry.context.pool.acquire() as conn:
@@ -66,17 +61,6 @@ async def blob_rows(registry: Registry, digest: str) -> tuple[int, int, int]:
             digest,
         )
     return row["blobs"], row["placements"], row["links"]
-
-
-@pytest.fixture
-async def owner(registry: Registry) -> Account:
-    return await registry.user()
-
-
-@pytest.fixture
-async def client(registry: Registry, owner: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with registry.client(owner) as client:
-        yield client
 
 
 @pytest.fixture

@@ -135,3 +135,9 @@ async def bearer_token(client: httpx.AsyncClient, *scopes: str) -> str:
 
 def bearer_header(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def error_code(response: httpx.Response) -> str:
+    """The OCI error code of an error response."""
+    code: str = response.json()["errors"][0]["code"]
+    return code
