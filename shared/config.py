@@ -29,6 +29,44 @@ class S3Location(BaseModel):
 
 StorageLocation = Annotated[FilesystemLocation | S3Location, Field(discriminator="driver")]
 
+_COSIGN_SIGNATURE = "application/vnd.dev.cosign.simplesigning.v1+json"
+_SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+_SBOM_AND_ATTESTATION_TYPES = (
+    "text/spdx",
+    "text/spdx+xml",
+    "text/spdx+json",
+    "application/spdx+json",
+    "application/vnd.syft+json",
+    "application/vnd.cyclonedx",
+    "application/vnd.cyclonedx+xml",
+    "application/vnd.cyclonedx+json",
+    "application/vnd.in-toto+json",
+)
+# Quay's default ALLOWED_OCI_ARTIFACT_TYPES (cosign signatures and attestations and SBOMs as layers of
+# image-config manifests, Helm charts, source images, OPA policies), plus application/spdx+json,
+# Helm provenance files, and the OCI 1.1 artifacts of the same tools: an artifactType whose layers
+# carry that same type, cosign signatures and Sigstore bundles.
+DEFAULT_OCI_ARTIFACT_TYPES: dict[str, tuple[str, ...]] = {
+    "application/vnd.oci.image.config.v1+json": (
+        _COSIGN_SIGNATURE,
+        "application/vnd.dsse.envelope.v1+json",
+        *_SBOM_AND_ATTESTATION_TYPES,
+    ),
+    "application/vnd.cncf.helm.config.v1+json": (
+        "application/tar+gzip",
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        "application/vnd.cncf.helm.chart.provenance.v1.prov",
+    ),
+    "application/vnd.oci.source.image.config.v1+json": ("application/vnd.oci.image.layer.v1.tar+gzip",),
+    "application/vnd.unknown.config.v1+json": (
+        "application/vnd.cncf.openpolicyagent.policy.layer.v1+rego",
+        "application/vnd.cncf.openpolicyagent.data.layer.v1+json",
+    ),
+    "application/vnd.dev.cosign.artifact.sig.v1+json": (_COSIGN_SIGNATURE,),
+    _SIGSTORE_BUNDLE: (_SIGSTORE_BUNDLE,),
+    **{kind: (kind,) for kind in _SBOM_AND_ATTESTATION_TYPES},
+}
+
 
 class Settings(BaseSettings):
     """One settings object for every service; each service reads the fields it needs."""
@@ -83,6 +121,23 @@ class Settings(BaseSettings):
     # Fernet key (url-safe base64 of 32 bytes) encrypting upstream credentials in the database;
     # unset: derived from token_secret, so changing that secret makes stored credentials unreadable.
     secrets_key: str | None = None
+
+    # Quay's REGISTRY_STATE: "readonly" serves pulls and reads and refuses every write, /v2 and /api/v1.
+    registry_state: Literal["normal", "readonly"] = "normal"
+    # Quay's OCI artifact policy, enforced on manifest push (services/registry/artifact_policy.py).
+    # FEATURE_GENERAL_OCI_SUPPORT false: images only. ALLOWED_OCI_ARTIFACT_TYPES: an artifact's type
+    # (artifactType, else its config's media type) -> the layer media types it may hold besides image
+    # layers. IGNORE_UNKNOWN_MEDIATYPES: any media type is accepted.
+    feature_general_oci_support: bool = True
+    allowed_oci_artifact_types: dict[str, list[str]] = Field(
+        default_factory=lambda: {kind: list(layers) for kind, layers in DEFAULT_OCI_ARTIFACT_TYPES.items()}
+    )
+    ignore_unknown_mediatypes: bool = False
+
+    # /health/*: the time limit of each check; /health/warning reports a local folder whose free
+    # space is below this fraction of its disk (Quay's DISKSPACE_HEALTH_WARNING_THRESHOLD).
+    health_check_timeout_s: float = Field(default=3.0, gt=0)
+    disk_space_warning_threshold: float = Field(default=0.1, ge=0, le=1)
 
     @field_validator("storage_preference", mode="before")
     @classmethod

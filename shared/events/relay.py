@@ -24,6 +24,7 @@ from tenacity import (
 
 from shared.events.bus import Publisher, PublishError
 from shared.events.outbox import OUTBOX_CHANNEL
+from shared.observability import EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,14 @@ class OutboxRelay:
                     await self._publisher.publish(
                         row["routing_key"], row["body"].encode(), str(row["event_id"])
                     )
-                except (PublishError, asyncio.CancelledError) as exc:
+                except PublishError as exc:
+                    EVENTS_PUBLISH_FAILED.labels(row["routing_key"]).inc()
                     interruption = exc
                     break
+                except asyncio.CancelledError as exc:
+                    interruption = exc
+                    break
+                EVENTS_PUBLISHED.labels(row["routing_key"]).inc()
                 await conn.execute("UPDATE event_outbox SET published_at = now() WHERE id = $1", row["id"])
                 published += 1
         # Raised after the commit, so the events confirmed before a broker failure or a shutdown

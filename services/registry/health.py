@@ -1,0 +1,255 @@
+"""Health checks at Quay's paths, in Quay's answer: GET /health/instance, /health/endtoend and
+/health/warning answer ``{"data": {"services": {<name>: bool}}, "status_code": 200|503}`` with that
+HTTP status, 200 when every service is healthy.
+
+- instance: this process reaches the database (a query), every storage location (a stat of a
+  probe object, "not found" being an answer: ``storage:<location>``, ``storage`` for all of them),
+  the broker when QUAYSIDE_AMQP_URL is set (a connection and a channel), and can sign and verify
+  tokens (``auth``).
+- endtoend: the same, except that the database must take a write and give it back (a temporary
+  table in a transaction rolled back), and every location must store, return and delete a probe
+  object. In read-only mode nothing is written: the instance checks stand in, as Quay does.
+- warning: the free space of the local folders the registry writes (filesystem locations,
+  ``disk_space_warning:storage:<location>``; the log export folder,
+  ``disk_space_warning:log_exports``) against settings.disk_space_warning_threshold.
+
+Checks run concurrently, each with the time limit settings.health_check_timeout_s, so a dead
+dependency answers 503 within about that time. A failure is logged with its reason; the answer
+names only the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from services.registry.context import RegistryContext, get_context
+from shared.auth.tokens import decode_token, issue_token
+from shared.config import FilesystemLocation, Settings
+from shared.storage import PathNotFoundError, StorageDriver
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["health"])
+
+Check = Callable[[], Coroutine[Any, Any, None]]
+
+_PROBE_FOLDER = "_health"
+# Checks still running past their time limit finish (or fail) in the background, referenced here.
+_abandoned: set[asyncio.Task[None]] = set()
+
+
+class HealthCheckFailedError(Exception):
+    """A dependency answered, but not what the check expected."""
+
+
+class ServiceStatuses(BaseModel):
+    services: dict[str, bool]
+
+
+class HealthReport(BaseModel):
+    """Quay's health answer; the HTTP status equals status_code."""
+
+    data: ServiceStatuses
+    status_code: int
+
+
+_RESPONSES: dict[int | str, dict[str, object]] = {503: {"model": HealthReport, "description": "Unhealthy"}}
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a late failure of an abandoned check is not worth a warning
+
+
+async def _passes(name: str, check: Check, timeout_s: float) -> bool:
+    """Whether the check ends without error within timeout_s. Past that, it is cancelled and left to
+    end in the background: a check stuck in its own clean-up cannot delay the answer."""
+    task = asyncio.create_task(check(), name=f"health check {name}")
+    try:
+        await asyncio.wait({task}, timeout=timeout_s)
+    finally:
+        if not task.done():
+            task.cancel()
+            _abandoned.add(task)
+            task.add_done_callback(_forget)
+    if task in _abandoned:
+        log.warning("[FAILED HEALTH CHECK] %s: no answer within %s s", name, timeout_s)
+        return False
+    if (error := task.exception()) is not None:
+        log.warning("[FAILED HEALTH CHECK] %s: %r", name, error)
+        return False
+    return True
+
+
+async def _run(checks: dict[str, Check], timeout_s: float) -> dict[str, bool]:
+    results = await asyncio.gather(*(_passes(name, check, timeout_s) for name, check in checks.items()))
+    return dict(zip(checks, results, strict=True))
+
+
+def _report(services: dict[str, bool]) -> JSONResponse:
+    status_code = 200 if all(services.values()) else 503
+    report = HealthReport(data=ServiceStatuses(services=services), status_code=status_code)
+    return JSONResponse(report.model_dump(), status_code=status_code)
+
+
+def _with_total(services: dict[str, bool], total: str, prefix: str) -> dict[str, bool]:
+    """services with ``total`` just before its parts (the ``prefix``* services), true when all of them are."""
+    all_parts_ok = all(ok for name, ok in services.items() if name.startswith(prefix))
+    ordered: dict[str, bool] = {}
+    for name, ok in services.items():
+        if name.startswith(prefix) and total not in ordered:
+            ordered[total] = all_parts_ok
+        ordered[name] = ok
+    return ordered
+
+
+async def _database_answers(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+
+
+async def _database_round_trip(pool: asyncpg.Pool) -> None:
+    written = uuid.uuid4().hex
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute("CREATE TEMPORARY TABLE health_probe (value text) ON COMMIT DROP")
+            await conn.execute("INSERT INTO health_probe (value) VALUES ($1)", written)
+            read = await conn.fetchval("SELECT value FROM health_probe")
+        finally:
+            await transaction.rollback()
+    if read != written:
+        raise HealthCheckFailedError(f"the database gave back {read!r} for {written!r}")
+
+
+async def _location_answers(driver: StorageDriver) -> None:
+    """The location answers a stat; the probe object is never there, so "not found" is the answer."""
+    try:
+        await driver.stat(f"{_PROBE_FOLDER}/instance")
+    except PathNotFoundError:
+        return
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _location_round_trip(driver: StorageDriver) -> None:
+    path = f"{_PROBE_FOLDER}/{uuid.uuid4().hex}"
+    written = os.urandom(32)
+    try:
+        await driver.put(path, _one_chunk(written))
+        read = b"".join([chunk async for chunk in driver.read(path)])
+    finally:
+        await driver.delete(path)
+    if read != written:
+        raise HealthCheckFailedError(f"location {driver.name} gave back other bytes than were stored")
+
+
+async def _broker_answers(amqp_url: str, timeout_s: float) -> None:
+    connection = await aio_pika.connect(amqp_url, timeout=timeout_s)
+    try:
+        channel = await connection.channel()
+        await channel.close()
+    finally:
+        await connection.close()
+
+
+async def _tokens_work(settings: Settings) -> None:
+    """A token signed with this process's settings verifies with them."""
+    signing = {
+        "secret": settings.token_secret,
+        "issuer": settings.token_issuer,
+        "service": settings.token_service,
+    }
+    token, _, _ = issue_token(**signing, identity=None, access=[], ttl_s=60)
+    decode_token(token, **signing)
+
+
+def _service_checks(context: RegistryContext, *, end_to_end: bool) -> dict[str, Check]:
+    settings = context.settings
+    writes = end_to_end and settings.registry_state != "readonly"
+    database = _database_round_trip if writes else _database_answers
+    location_check = _location_round_trip if writes else _location_answers
+    checks: dict[str, Check] = {"database": functools.partial(database, context.pool)}
+    for name in context.locations.order:
+        checks[f"storage:{name}"] = functools.partial(location_check, context.locations.driver(name))
+    if settings.amqp_url:
+        checks["broker"] = functools.partial(
+            _broker_answers, settings.amqp_url, settings.health_check_timeout_s
+        )
+    checks["auth"] = functools.partial(_tokens_work, settings)
+    return checks
+
+
+async def _service_report(context: RegistryContext, *, end_to_end: bool) -> JSONResponse:
+    checks = _service_checks(context, end_to_end=end_to_end)
+    services = await _run(checks, context.settings.health_check_timeout_s)
+    return _report(_with_total(services, "storage", "storage:"))
+
+
+@router.get("/health/instance", response_model=HealthReport, responses=_RESPONSES)
+async def instance_health(context: RegistryContext = Depends(get_context)) -> JSONResponse:
+    """Whether this instance reaches every service it depends on."""
+    return await _service_report(context, end_to_end=False)
+
+
+@router.get("/health/endtoend", response_model=HealthReport, responses=_RESPONSES)
+async def end_to_end_health(context: RegistryContext = Depends(get_context)) -> JSONResponse:
+    """Whether every service takes a write and gives it back."""
+    return await _service_report(context, end_to_end=True)
+
+
+def _free_fraction(folder: str) -> float:
+    """Free space over total space of the disk holding folder (or its nearest existing parent)."""
+    path = Path(folder).resolve()
+    while not path.exists():
+        path = path.parent
+    usage = shutil.disk_usage(path)
+    return usage.free / usage.total
+
+
+async def _enough_free_space(folder: str, threshold: float) -> None:
+    free = await asyncio.to_thread(_free_fraction, folder)
+    if free < threshold:
+        raise HealthCheckFailedError(f"{folder}: {free:.1%} free, under the {threshold:.1%} threshold")
+
+
+def _watched_folders(settings: Settings) -> dict[str, str]:
+    folders = {
+        f"storage:{name}": location.root
+        for name, location in settings.storage_locations.items()
+        if isinstance(location, FilesystemLocation)
+    }
+    folders["log_exports"] = settings.log_export_dir
+    return folders
+
+
+@router.get("/health/warning", response_model=HealthReport, responses=_RESPONSES)
+async def warning_health(context: RegistryContext = Depends(get_context)) -> JSONResponse:
+    """Whether every local folder the registry writes has enough free space."""
+    settings = context.settings
+    checks: dict[str, Check] = {
+        f"disk_space_warning:{name}": functools.partial(
+            _enough_free_space, folder, settings.disk_space_warning_threshold
+        )
+        for name, folder in _watched_folders(settings).items()
+    }
+    services = await _run(checks, settings.health_check_timeout_s)
+    return _report(_with_total(services, "disk_space_warning", "disk_space_warning:"))
