@@ -1,4 +1,5 @@
-"""The one-command start: the registry, its worker and PostgreSQL in one process on a data folder.
+"""The one-command start: the registry, the mirror service, their workers and PostgreSQL in one
+process on a data folder (the mirroring API is served beside the registry's).
 
 The first start sets the data folder up (quayside.install) and creates the admin account; later
 starts reuse everything.
@@ -19,6 +20,8 @@ from quayside.install import (
     ensure_admin,
     load_or_create_token_secret,
 )
+from services.mirror.app import include_mirror_api
+from services.mirror.worker import run_mirror_worker
 from services.registry.app import create_app
 from services.registry.worker import run_worker
 from shared.config import FilesystemLocation, Settings
@@ -40,9 +43,16 @@ class EmbeddedSettings(BaseSettings):
     admin_password: str | None = None
 
 
-def registry_settings(data_dir: DataDir, dsn: str, token_secret: str) -> Settings:
-    """Settings for the embedded registry; other QUAYSIDE_* variables still apply."""
+def registry_settings(
+    data_dir: DataDir, dsn: str, token_secret: str, listen: ListenAddress | None = None
+) -> Settings:
+    """Settings for the embedded registry and mirror (which pushes to the registry on `listen`);
+    other QUAYSIDE_* variables still apply."""
+    registry = listen or ListenAddress.parse("127.0.0.1:5000")
+    # A wildcard listen address is reached on loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(registry.host, registry.host)
     return Settings(
+        registry_url=ListenAddress(host=host, port=registry.port).url,
         database_url=dsn,
         amqp_url=None,
         storage_locations={STORAGE_LOCATION: FilesystemLocation(root=str(data_dir.storage))},
@@ -79,6 +89,15 @@ async def run(settings: EmbeddedSettings, say: Callable[[str], None] = _say) -> 
     token_secret = await asyncio.to_thread(load_or_create_token_secret, data_dir.token_secret_file)
     async with embedded_database(data_dir) as dsn:
         created_password = await ensure_admin(dsn, settings.admin_user, settings.admin_password)
-        config = registry_settings(data_dir, dsn, token_secret)
+        config = registry_settings(data_dir, dsn, token_secret, settings.listen)
         _announce(say, settings, data_dir, created_password)
-        await serve(create_app(config), settings.listen, run_worker(config, InProcessBus()), stop)
+        app = create_app(config)
+        include_mirror_api(app, config)
+        await serve(app, settings.listen, _workers(config), stop)
+
+
+async def _workers(config: Settings) -> None:
+    """The registry's worker and the mirror workers, until cancelled or one of them fails."""
+    async with asyncio.TaskGroup() as workers:
+        workers.create_task(run_worker(config, InProcessBus()))
+        workers.create_task(run_mirror_worker(config))

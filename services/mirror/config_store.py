@@ -6,6 +6,7 @@ MIRROR state. Workers claim and release configurations through services.mirror.l
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any, Literal
 
@@ -78,7 +79,7 @@ class MirrorConfig(BaseModel):
     is_enabled: bool
     sync_status: SyncStatus
     sync_retries_remaining: int
-    lease_owner: Any | None
+    lease_owner: uuid.UUID | None
     lease_expires_at: datetime | None
     progress: dict[str, Any] | None
     last_sync: dict[str, Any] | None

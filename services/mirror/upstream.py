@@ -75,10 +75,12 @@ class ExternalReference(BaseModel):
             registry = "registry-1.docker.io"
             if "/" not in repository:
                 repository = f"library/{repository}"
-        scheme = match.group("scheme")
-        return cls(
-            scheme=scheme if scheme in ("http", "https") else None, registry=registry, repository=repository
-        )
+        scheme: Literal["http", "https"] | None = None
+        if match.group("scheme") == "http":
+            scheme = "http"
+        elif match.group("scheme") == "https":
+            scheme = "https"
+        return cls(scheme=scheme, registry=registry, repository=repository)
 
 
 class UpstreamManifest(BaseModel):

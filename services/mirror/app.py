@@ -1,0 +1,95 @@
+"""The mirror service's HTTP application: Quay's mirroring API, /health/instance and /metrics.
+
+``create_app`` is the service on its own; ``include_mirror_api`` serves the mirroring API from
+another app (the embedded suite runs every service in one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.mirror import api
+from services.mirror.api import MirrorContext, get_mirror_context
+from services.mirror.credentials import SecretBox
+from shared.config import Settings
+from shared.db import create_pool
+
+_HEALTH_TIMEOUT_S = 2.0
+_API_POOL_SIZE = 4
+
+operations = APIRouter(tags=["operations"])
+
+
+@operations.get("/health/instance")
+async def health_instance(context: MirrorContext = Depends(get_mirror_context)) -> JSONResponse:
+    """Quay's health answer: whether this instance reaches its database (200), or not (503)."""
+    try:
+        async with asyncio.timeout(_HEALTH_TIMEOUT_S):
+            database = await context.pool.fetchval("SELECT true") is True
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        database = False
+    status = 200 if database else 503
+    return JSONResponse(
+        {"data": {"services": {"database": database}}, "status_code": status}, status_code=status
+    )
+
+
+@operations.get("/metrics")
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@asynccontextmanager
+async def mirror_context(settings: Settings) -> AsyncIterator[MirrorContext]:
+    pool = await create_pool(settings.database_url, max_size=_API_POOL_SIZE)
+    try:
+        yield MirrorContext(settings=settings, pool=pool, secrets=SecretBox.from_settings(settings))
+    finally:
+        await pool.close()
+
+
+async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse({"detail": str(error)}, status_code=400)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with mirror_context(settings) as context:
+            app.state.mirror = context
+            yield
+
+    app = FastAPI(title="Quayside mirror", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(api.router)
+    app.include_router(operations)
+    return app
+
+
+def include_mirror_api(app: FastAPI, settings: Settings) -> None:
+    """Serve the mirroring API from `app` too, its context opened and closed with `app`'s lifespan."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(outer: FastAPI) -> AsyncIterator[None]:
+        async with mirror_context(settings) as context, inner(outer):
+            outer.state.mirror = context
+            yield
+
+    app.router.lifespan_context = lifespan
+    # First: the host app may have catch-all routes (/repository/{namespace}/{repository:path})
+    # that would also match the mirror's paths.
+    existing = len(app.router.routes)
+    app.include_router(api.router)
+    added = app.router.routes[existing:]
+    del app.router.routes[existing:]
+    app.router.routes[0:0] = added
