@@ -1,111 +1,26 @@
-"""`python -m services.registry`: the registry's HTTP API and its worker.
-
-Reads every setting from QUAYSIDE_* variables (shared.config.Settings) plus QUAYSIDE_LISTEN
-(`host:port`, default 0.0.0.0:5000) and QUAYSIDE_HTTP_PROCESSES (default: the CPU count, at most
-4). The first process applies pending migrations, runs the worker and serves HTTP; it starts
-HTTP_PROCESSES - 1 more HTTP-only processes on the same port (SO_REUSEPORT), so that requests use
-every core. Stops on SIGINT or SIGTERM, taking its HTTP processes with it.
-"""
+"""`python -m services.registry`: see services/registry/process.py."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import os
-import signal
-import sys
-from collections.abc import AsyncIterator
-
-import uvloop
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from services.registry.app import create_app
-from services.registry.worker import publisher_for, run_worker
-from shared.config import Settings
-from shared.db.migrate import migrate
-from shared.serving import (
-    ListenAddress,
-    ListenSetting,
-    ServerStartError,
-    serve,
-    shared_listening_socket,
-    stop_event_on_signals,
-)
-
-log = logging.getLogger("services.registry")
-_STOP_TIMEOUT_S = 15
-
-
-def _default_processes() -> int:
-    return min(os.cpu_count() or 1, 4)
-
-
-class ProcessSettings(BaseSettings):
-    """What only the process entry reads: where to listen, with how many HTTP processes."""
-
-    model_config = SettingsConfigDict(env_prefix="QUAYSIDE_", extra="ignore")
-
-    listen: ListenSetting = ListenAddress.parse("0.0.0.0:5000")
-    http_processes: int = Field(default_factory=_default_processes, ge=1, le=64)
-    # Set by the first process on the HTTP-only processes it starts.
-    http_replica: bool = False
-
-
-async def _forever() -> None:
-    await asyncio.Event().wait()
-
-
-@contextlib.asynccontextmanager
-async def _http_replicas(address: ListenAddress, count: int) -> AsyncIterator[None]:
-    env = {
-        **os.environ,
-        "QUAYSIDE_LISTEN": address.authority,
-        "QUAYSIDE_HTTP_REPLICA": "true",
-        "QUAYSIDE_HTTP_PROCESSES": "1",
-    }
-    replicas = [
-        await asyncio.create_subprocess_exec(sys.executable, "-m", "services.registry", env=env)
-        for _ in range(count)
-    ]
-    try:
-        yield
-    finally:
-        for replica in replicas:
-            if replica.returncode is None:
-                replica.send_signal(signal.SIGTERM)
-        for replica in replicas:
-            try:
-                await asyncio.wait_for(replica.wait(), _STOP_TIMEOUT_S)
-            except TimeoutError:
-                replica.kill()
-                await replica.wait()
-
-
-async def run(settings: Settings, process: ProcessSettings) -> None:
-    """Migrate the database, then serve the registry with its worker until SIGINT or SIGTERM."""
-    stop = stop_event_on_signals()
-    app = create_app(settings)
-    sock = shared_listening_socket(process.listen)
-    address = ListenAddress(host=process.listen.host, port=sock.getsockname()[1])
-    if process.http_replica:
-        await serve(app, address, _forever(), stop, sock)
-        return
-    applied = await migrate(settings.database_url)
-    if applied:
-        log.info("applied migrations: %s", ", ".join(applied))
-    async with _http_replicas(address, process.http_processes - 1):
-        await serve(app, address, run_worker(settings, publisher_for(settings)), stop, sock)
+import shutil
+import tempfile
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The HTTP processes must count metrics in one shared folder, and prometheus_client reads
+    # PROMETHEUS_MULTIPROC_DIR when it is imported: set it before the registry is imported.
+    own_folder = None
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        own_folder = tempfile.mkdtemp(prefix="quayside-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_folder
     try:
-        uvloop.run(run(Settings(), ProcessSettings()))
-    except ServerStartError as exc:
-        log.error("%s", exc)
-        raise SystemExit(1) from None
+        from services.registry import process
+
+        process.main()
+    finally:
+        if own_folder:
+            shutil.rmtree(own_folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
