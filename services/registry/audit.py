@@ -20,7 +20,8 @@ async def live_tag_targets(
     """The manifest digest each tag points at now (None for a tag that does not exist)."""
     rows = await conn.fetch(
         "SELECT t.name, m.digest FROM tag t JOIN manifest m ON m.id = t.manifest_id"
-        " WHERE t.repository_id = $1 AND t.name = ANY($2::text[]) AND t.lifetime_end IS NULL",
+        " WHERE t.repository_id = $1 AND t.name = ANY($2::text[])"
+        " AND (t.lifetime_end IS NULL OR t.lifetime_end > now())",
         repository_id,
         tags,
     )
@@ -32,7 +33,7 @@ async def live_tags_pointing_at(conn: asyncpg.Connection, repository_id: int, di
     """The live tags pointing at the manifest, each mapped to its digest."""
     rows = await conn.fetch(
         "SELECT t.name FROM tag t JOIN manifest m ON m.id = t.manifest_id"
-        " WHERE m.repository_id = $1 AND m.digest = $2 AND t.lifetime_end IS NULL",
+        " WHERE m.repository_id = $1 AND m.digest = $2 AND (t.lifetime_end IS NULL OR t.lifetime_end > now())",
         repository_id,
         digest,
     )

@@ -24,7 +24,7 @@ async def readable_repositories(
     rows = await db.fetch(
         "SELECT full_name FROM (SELECT (n.name || '/' || r.name) COLLATE \"C\" AS full_name"
         " FROM repository r JOIN namespace n ON n.id = r.namespace_id"
-        f" WHERE {rank} >= {ROLE_RANK['read']}) readable"
+        f" WHERE r.state <> 'MARKED_FOR_DELETION' AND {rank} >= {ROLE_RANK['read']}) readable"
         " WHERE $1::text IS NULL OR full_name > $1 ORDER BY full_name LIMIT $2",
         *params,
     )

@@ -1,7 +1,8 @@
 """SQL for a repository's manifests, tags and referrers.
 
-A tag row is live while its lifetime_end is NULL; ended rows are the tag's history (time machine).
-Writers take their connection inside the caller's transaction.
+A tag row is live while its lifetime_end is NULL or in the future (an expiration); ended rows are the
+tag's history (time machine). Writers take their connection inside the caller's transaction, and
+writers of a tag name hold its lock (lock_tag), so that a name has at most one live row.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ Database: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 _SELECT_BY_TAG = (
     "SELECT m.digest, m.media_type, m.size{content} FROM tag t JOIN manifest m ON m.id = t.manifest_id"
-    " WHERE t.repository_id = $1 AND t.name = $2 AND t.lifetime_end IS NULL"
+    " WHERE t.repository_id = $1 AND t.name = $2 AND (t.lifetime_end IS NULL OR t.lifetime_end > now())"
 )
 _SELECT_BY_DIGEST = "SELECT m.digest, m.media_type, m.size{content} FROM manifest m WHERE m.repository_id = $1 AND m.digest = $2"
 _QUERIES = {
@@ -122,26 +123,33 @@ async def save_manifest(
     return manifest_id
 
 
-async def point_tag(conn: asyncpg.Connection, repository_id: int, tag: str, manifest_id: int) -> None:
-    """Make the live tag point at the manifest, ending the row of its previous target (kept as history).
-
-    Nothing changes when it already points there. Concurrent pushes of one tag are serialized.
-    """
+async def lock_tag(conn: asyncpg.Connection, repository_id: int, tag: str) -> None:
+    """Serialize the writers of one tag name until the caller's transaction ends."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('tag:' || $1::bigint || ':' || $2, 0))",
         repository_id,
         tag,
     )
+
+
+async def point_tag(conn: asyncpg.Connection, repository_id: int, tag: str, manifest_id: int) -> None:
+    """Make the live tag point at the manifest, ending the row of its previous target (kept as history).
+
+    Nothing changes when it already points there (an expiration set on it stays). Concurrent
+    pushes of one tag are serialized.
+    """
+    await lock_tag(conn, repository_id, tag)
     await conn.execute(
-        "UPDATE tag SET lifetime_end = now() WHERE repository_id = $1 AND name = $2"
-        " AND lifetime_end IS NULL AND manifest_id <> $3",
+        "UPDATE tag SET lifetime_end = now(), expiry_pending = false WHERE repository_id = $1 AND name = $2"
+        " AND (lifetime_end IS NULL OR lifetime_end > now()) AND manifest_id <> $3",
         repository_id,
         tag,
         manifest_id,
     )
     await conn.execute(
-        "INSERT INTO tag (repository_id, name, manifest_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (repository_id, name) WHERE lifetime_end IS NULL DO NOTHING",
+        "INSERT INTO tag (repository_id, name, manifest_id) SELECT $1, $2, $3 WHERE NOT EXISTS ("
+        " SELECT 1 FROM tag WHERE repository_id = $1 AND name = $2"
+        " AND (lifetime_end IS NULL OR lifetime_end > now()))",
         repository_id,
         tag,
         manifest_id,
@@ -151,8 +159,8 @@ async def point_tag(conn: asyncpg.Connection, repository_id: int, tag: str, mani
 async def end_tag(db: Database, repository_id: int, tag: str) -> bool:
     """End the live tag (it stays in history); False when there was none."""
     ended = await db.fetchval(
-        "UPDATE tag SET lifetime_end = now() WHERE repository_id = $1 AND name = $2"
-        " AND lifetime_end IS NULL RETURNING id",
+        "UPDATE tag SET lifetime_end = now(), expiry_pending = false WHERE repository_id = $1 AND name = $2"
+        " AND (lifetime_end IS NULL OR lifetime_end > now()) RETURNING id",
         repository_id,
         tag,
     )
@@ -170,7 +178,7 @@ async def delete_manifest(db: Database, repository_id: int, digest: str) -> bool
 async def live_tags(db: Database, repository_id: int, after: str | None, limit: int) -> list[str]:
     """Live tag names in bytewise order, after ``after`` when given."""
     rows = await db.fetch(
-        "SELECT name FROM tag WHERE repository_id = $1 AND lifetime_end IS NULL"
+        "SELECT name FROM tag WHERE repository_id = $1 AND (lifetime_end IS NULL OR lifetime_end > now())"
         ' AND ($2::text IS NULL OR name COLLATE "C" > $2) ORDER BY name COLLATE "C" LIMIT $3',
         repository_id,
         after,

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 
-from services.registry import audit, manifest_store
+from services.registry import audit, manifest_labels, manifest_store, tag_lifecycle
 from services.registry.access import authorize, identify
 from services.registry.artifact_policy import check_artifact_policy
 from services.registry.context import RegistryContext, get_context
@@ -101,6 +101,7 @@ async def put_manifest(
             detail={"reference": reference, "digest": manifest.digest},
         )
     tags = [] if by_digest else [reference]
+    labels = await manifest_labels.pushed_labels(context, manifest)
     async with context.pool.acquire() as conn, conn.transaction():
         repository = await grant.repository_for_write(conn)
         await _check_references(conn, repository.id, manifest)
@@ -108,6 +109,7 @@ async def put_manifest(
         manifest_id = await manifest_store.save_manifest(conn, repository.id, manifest, body)
         for tag in tags:
             await manifest_store.point_tag(conn, repository.id, tag, manifest_id)
+        await manifest_labels.apply_pushed_labels(conn, repository.id, manifest_id, tags, labels)
         identity = grant.caller.identity
         await audit.log_push(
             conn, request, identity, grant.namespace, grant.name, manifest.digest, previous_targets
@@ -204,6 +206,8 @@ async def delete_manifest(
         await audit.log_tag_deletions(
             conn, request, grant.caller.identity, grant.namespace, grant.name, ended
         )
+        performer = grant.caller.identity.name if grant.caller.identity else None
+        await tag_lifecycle.announce_deleted_tags(conn, grant.namespace, grant.name, ended, performer)
     if not found:
         raise manifest_unknown(name, reference)
     return Response(status_code=202)

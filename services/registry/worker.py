@@ -1,5 +1,5 @@
 """The registry's worker: relays the events its requests write to the outbox onto the event bus,
-and delivers the notifications those events raise."""
+delivers the notifications those events raise, and announces tags whose expiration has passed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import asyncpg
 
 from services.registry.notification_delivery import delivering_notifications
+from services.registry.tag_lifecycle import announcing_expired_tags
 from shared.config import Settings
 from shared.db import create_pool
 from shared.events.bus import AmqpPublisher, InProcessBus, Publisher
@@ -17,6 +18,8 @@ from shared.events.relay import OutboxRelay
 _RELAY_POOL_SIZE = 1
 # Notification deliveries hold a connection (their transaction) while they wait on receivers.
 _NOTIFICATIONS_POOL_SIZE = 4
+# Expired tags are announced in batches, one transaction at a time.
+_EXPIRY_POOL_SIZE = 1
 
 
 def publisher_for(settings: Settings) -> Publisher:
@@ -37,6 +40,8 @@ async def run_worker(settings: Settings, publisher: Publisher) -> None:
         notifications_pool = await _open_pool(opened, settings.database_url, _NOTIFICATIONS_POOL_SIZE)
         # Consumers first: in embedded mode the bus drops events published before they subscribe.
         await opened.enter_async_context(delivering_notifications(settings, notifications_pool, publisher))
+        expiry_pool = await _open_pool(opened, settings.database_url, _EXPIRY_POOL_SIZE)
+        await opened.enter_async_context(announcing_expired_tags(expiry_pool))
         await OutboxRelay(pool, publisher, listen_dsn=settings.database_url).run()
 
 

@@ -2,14 +2,29 @@
 
 ``routers`` lists every /api/v1 router; the registry app includes them all, and adds the
 ``DeclaredBodyLimit`` middleware. A new API module builds its router with ``common.api_router``
-(body limit, error mapping) and adds it here.
+(body limit, error mapping) and adds it here. ``repositories.item_router`` (the routes of
+/repository/{namespace}/{repository:path} itself, which would also match every sub-resource path of
+a repository) is kept after all of them.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.registry.api import logs, notifications, organizations, prototypes, robots, teams, tokens, users
+from services.registry.api import (
+    labels,
+    logs,
+    notifications,
+    organizations,
+    permissions,
+    prototypes,
+    repositories,
+    robots,
+    tags,
+    teams,
+    tokens,
+    users,
+)
 from services.registry.api.limits import DeclaredBodyLimit
 
 routers: list[APIRouter] = [
@@ -22,6 +37,11 @@ routers: list[APIRouter] = [
     logs.router,
     logs.exported_router,
     notifications.router,
+    repositories.router,
+    permissions.router,
+    tags.router,
+    labels.router,
 ]
+routers.append(repositories.item_router)
 
 __all__ = ["DeclaredBodyLimit", "routers"]

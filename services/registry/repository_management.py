@@ -1,0 +1,190 @@
+"""Managing repositories: create, list what a caller may read, describe, change visibility,
+description and state, and delete (marked at once, purged after).
+
+A repository marked for deletion is renamed to a name no request can spell ('deleted~<uuid>'), so it
+vanishes from every path at once and its name is free again; purge_repositories_marked_for_deletion
+then deletes its rows (manifests, tags, labels, permissions, notifications go with them; blobs no
+longer referenced are left to garbage collection).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import asyncpg
+from pydantic import BaseModel
+
+from shared.auth.accounts import Namespace
+from shared.auth.default_permissions import apply_default_permissions
+from shared.auth.identity import Identity
+from shared.auth.permissions import ROLE_RANK, repository_rank_sql
+from shared.oci.names import is_valid_repository_name
+
+Visibility = Literal["public", "private"]
+RepositoryState = Literal["NORMAL", "READ_ONLY", "MIRROR"]
+REPOSITORY_STATES: tuple[str, ...] = ("NORMAL", "READ_ONLY", "MIRROR")
+# Path segments of the API's repository sub-resources (and Quay's build/trigger): a repository
+# whose name has one of them as a component could not be told from that sub-resource in API paths.
+RESERVED_NAME_COMPONENTS = frozenset(
+    {
+        "build",
+        "trigger",
+        "tag",
+        "manifest",
+        "permissions",
+        "changevisibility",
+        "changestate",
+        "notification",
+        "logs",
+        "aggregatelogs",
+        "exportlogs",
+        "mirror",
+    }
+)
+_LIVE_TAG = "(t.lifetime_end IS NULL OR t.lifetime_end > now())"
+
+
+class InvalidRepositoryNameError(ValueError):
+    pass
+
+
+class RepositoryExistsError(Exception):
+    pass
+
+
+class RepositoryDetails(BaseModel):
+    """A live repository with its namespace's facts that the API shows."""
+
+    id: int
+    namespace_id: int
+    namespace: str
+    namespace_kind: Literal["user", "organization"]
+    tag_expiration_s: int
+    name: str
+    visibility: Visibility
+    state: str
+    description: str
+
+
+class RepositorySummary(BaseModel):
+    """A repository in a listing; ``last_modified`` is the start of its most recently pushed live tag."""
+
+    namespace: str
+    name: str
+    description: str
+    visibility: Visibility
+    state: str
+    last_modified: datetime | None
+
+
+def check_new_repository_name(namespace: str, name: str) -> None:
+    """InvalidRepositoryNameError unless '<namespace>/<name>' is a valid name an API path can address."""
+    if not is_valid_repository_name(f"{namespace}/{name}"):
+        raise InvalidRepositoryNameError("Invalid repository name")
+    reserved = RESERVED_NAME_COMPONENTS.intersection(name.split("/"))
+    if reserved:
+        raise InvalidRepositoryNameError(f"Invalid repository name: {sorted(reserved)[0]!r} is reserved")
+
+
+async def create_repository(
+    conn: asyncpg.Connection,
+    namespace: Namespace,
+    name: str,
+    *,
+    visibility: Visibility,
+    description: str,
+    creator: Identity,
+) -> None:
+    """Create the repository with its initial permissions (apply_default_permissions).
+
+    InvalidRepositoryNameError for a bad name, RepositoryExistsError when it exists.
+    """
+    check_new_repository_name(namespace.name, name)
+    async with conn.transaction():
+        created = await conn.fetchval(
+            "INSERT INTO repository (namespace_id, name, visibility, description) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (namespace_id, name) DO NOTHING RETURNING id",
+            namespace.id,
+            name,
+            visibility,
+            description,
+        )
+        if created is None:
+            raise RepositoryExistsError("Repository already exists")
+        await apply_default_permissions(conn, created, namespace.id, creator)
+
+
+async def repository_details(conn: asyncpg.Connection, repository_id: int) -> RepositoryDetails:
+    row = await conn.fetchrow(
+        "SELECT r.id, r.namespace_id, n.name AS namespace, n.kind AS namespace_kind, n.tag_expiration_s,"
+        " r.name, r.visibility, r.state, r.description"
+        " FROM repository r JOIN namespace n ON n.id = r.namespace_id WHERE r.id = $1",
+        repository_id,
+    )
+    return RepositoryDetails(**dict(row))
+
+
+async def readable_repositories(
+    db: asyncpg.Pool | asyncpg.Connection,
+    identity: Identity | None,
+    *,
+    namespace: str | None,
+    after: str | None,
+    limit: int,
+) -> list[RepositorySummary]:
+    """Repositories the identity may read (of one namespace if given), by full name in bytewise order,
+    those after the full name ``after`` when given."""
+    params: list[object] = [namespace, after, limit]
+    rank = repository_rank_sql(identity, params, repository="r")
+    rows = await db.fetch(
+        "SELECT n.name AS namespace, r.name, r.description, r.visibility, r.state,"
+        f" (SELECT max(t.lifetime_start) FROM tag t WHERE t.repository_id = r.id AND {_LIVE_TAG}) AS last_modified"
+        " FROM repository r JOIN namespace n ON n.id = r.namespace_id"
+        " WHERE r.state <> 'MARKED_FOR_DELETION' AND NOT n.marked_for_deletion"
+        " AND ($1::text IS NULL OR n.name = $1)"
+        " AND ($2::text IS NULL OR (n.name || '/' || r.name) COLLATE \"C\" > $2)"
+        f" AND {rank} >= {ROLE_RANK['read']}"
+        " ORDER BY (n.name || '/' || r.name) COLLATE \"C\" LIMIT $3",
+        *params,
+    )
+    return [RepositorySummary(**dict(row)) for row in rows]
+
+
+async def set_visibility(conn: asyncpg.Connection, repository_id: int, visibility: Visibility) -> None:
+    await conn.execute("UPDATE repository SET visibility = $2 WHERE id = $1", repository_id, visibility)
+
+
+async def set_description(conn: asyncpg.Connection, repository_id: int, description: str) -> None:
+    await conn.execute("UPDATE repository SET description = $2 WHERE id = $1", repository_id, description)
+
+
+async def set_state(conn: asyncpg.Connection, repository_id: int, state: RepositoryState) -> None:
+    """NORMAL accepts pushes; READ_ONLY refuses every write; MIRROR accepts only its mirror's pushes."""
+    await conn.execute(
+        "UPDATE repository SET state = $2 WHERE id = $1 AND state <> 'MARKED_FOR_DELETION'",
+        repository_id,
+        state,
+    )
+
+
+async def mark_for_deletion(conn: asyncpg.Connection, repository_id: int) -> bool:
+    """Mark the repository for deletion and free its name; False when it was marked already."""
+    marked = await conn.fetchval(
+        "UPDATE repository SET state = 'MARKED_FOR_DELETION', name = 'deleted~' || gen_random_uuid()"
+        " WHERE id = $1 AND state <> 'MARKED_FOR_DELETION' RETURNING id",
+        repository_id,
+    )
+    return marked is not None
+
+
+async def purge_repositories_marked_for_deletion(
+    conn: asyncpg.Connection, repository_id: int | None = None
+) -> int:
+    """Delete the rows of repositories marked for deletion (one, or all when no id is given); how many."""
+    purged = await conn.fetch(
+        "DELETE FROM repository WHERE state = 'MARKED_FOR_DELETION' AND ($1::bigint IS NULL OR id = $1)"
+        " RETURNING id",
+        repository_id,
+    )
+    return len(purged)

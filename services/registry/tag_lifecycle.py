@@ -1,0 +1,400 @@
+"""The tag lifecycle: history, expiration, deletion into the time machine, restore, permanent expiry,
+and the announcement of tags whose expiration has passed.
+
+A tag row is alive while its lifetime_end is NULL or in the future (manifest_store). Deleting a tag
+ends its row: it stays restorable while ``lifetime_end + tag_expiration_s`` of its namespace (the
+time-machine window) has not passed and it was not permanently expired. An expiration is a future
+lifetime_end; once it passes the tag is simply no longer alive, and ``expire_due_tags`` announces it
+(TagExpired). Every change to a tag name holds that name's lock (manifest_store.lock_tag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta
+
+import asyncpg
+from pydantic import BaseModel
+
+from services.registry.manifest_store import lock_tag, point_tag
+from services.registry.repositories import Repository
+from shared.events.models import TagDeleted, TagExpired
+from shared.events.outbox import enqueue
+from shared.oci.mediatypes import INDEX_MANIFESTS
+
+logger = logging.getLogger(__name__)
+
+EXPIRES_AFTER_LABEL = "quay.expires-after"
+# Quay's LABELED_EXPIRATION_MAXIMUM: a label never keeps a tag longer than this.
+MAX_LABELED_EXPIRATION = timedelta(weeks=104)
+_MAX_LABELED_SECONDS = int(MAX_LABELED_EXPIRATION.total_seconds())
+_DURATION = re.compile(r"^([0-9]{1,9})([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+# How often the worker looks for tags whose expiration has passed, and how many it announces at once.
+EXPIRY_CHECK_INTERVAL_S = 30.0
+EXPIRY_BATCH_SIZE = 500
+
+_LIVE = "(t.lifetime_end IS NULL OR t.lifetime_end > now())"
+# Ended rows still in the time machine: not permanently expired and within the namespace's window.
+_IN_TIME_MACHINE = (
+    "t.lifetime_end <= now() AND NOT t.time_machine_removed"
+    " AND t.lifetime_end > now() - make_interval(secs => n.tag_expiration_s)"
+)
+
+
+class TagNotFoundError(LookupError):
+    """No such tag (or no such tag history) in the repository; the message says which."""
+
+
+class ManifestNotFoundError(LookupError):
+    """The repository has no manifest with this digest."""
+
+
+class TimeMachineError(ValueError):
+    """The tag can no longer be restored: it left the time machine; the message says why."""
+
+
+class TagRecord(BaseModel):
+    """One row of a tag's history: which manifest the name pointed at, and when."""
+
+    name: str
+    manifest_digest: str
+    is_manifest_list: bool
+    size: int | None
+    lifetime_start: datetime
+    lifetime_end: datetime | None
+    reversion: bool
+
+
+class TagHistoryPage(BaseModel):
+    tags: list[TagRecord]
+    has_additional: bool
+
+
+class ExpirationChange(BaseModel):
+    """A live tag's expiration before and after a change (None: never expires)."""
+
+    digest: str
+    previous: datetime | None
+    current: datetime | None
+
+
+class HistoryFilter(BaseModel):
+    """Which history rows to list: one tag name, names containing or equal to a text, live only."""
+
+    specific_tag: str | None = None
+    name_contains: str | None = None
+    name_equals: str | None = None
+    only_active: bool = False
+
+
+async def tag_history(
+    db: asyncpg.Pool | asyncpg.Connection, repository_id: int, wanted: HistoryFilter, *, page: int, limit: int
+) -> TagHistoryPage:
+    """Tag rows, live and ended (permanently expired ones excepted), most recently started first.
+
+    ``page`` counts from 1; each page holds up to ``limit`` rows.
+    """
+    rows = await db.fetch(
+        "SELECT t.name, m.digest, m.media_type, t.lifetime_start, t.lifetime_end, t.reversion,"
+        " (SELECT sum(b.size) FROM manifest_blob mb JOIN blob b ON b.digest = mb.digest"
+        "  WHERE mb.manifest_id = m.id AND mb.digest IS DISTINCT FROM m.config_digest) AS layers_size"
+        " FROM tag t JOIN manifest m ON m.id = t.manifest_id"
+        " WHERE t.repository_id = $1 AND NOT t.time_machine_removed"
+        " AND ($2::text IS NULL OR t.name = $2) AND ($3::text IS NULL OR t.name = $3)"
+        " AND ($4::text IS NULL OR strpos(t.name, $4) > 0)"
+        f" AND (NOT $5 OR {_LIVE})"
+        " ORDER BY t.lifetime_start DESC, t.name, t.id DESC LIMIT $6 OFFSET $7",
+        repository_id,
+        wanted.specific_tag,
+        wanted.name_equals,
+        wanted.name_contains,
+        wanted.only_active,
+        limit + 1,
+        (page - 1) * limit,
+    )
+    records = [
+        TagRecord(
+            name=row["name"],
+            manifest_digest=row["digest"],
+            is_manifest_list=row["media_type"] in INDEX_MANIFESTS,
+            size=None if row["media_type"] in INDEX_MANIFESTS else int(row["layers_size"] or 0),
+            lifetime_start=row["lifetime_start"],
+            lifetime_end=row["lifetime_end"],
+            reversion=row["reversion"],
+        )
+        for row in rows
+    ]
+    return TagHistoryPage(tags=records[:limit], has_additional=len(records) > limit)
+
+
+async def _live_target(conn: asyncpg.Connection, repository_id: int, name: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT t.id, t.manifest_id, t.lifetime_end, m.digest FROM tag t JOIN manifest m ON m.id = t.manifest_id"
+        f" WHERE t.repository_id = $1 AND t.name = $2 AND {_LIVE}",
+        repository_id,
+        name,
+    )
+
+
+async def _end_live_row(conn: asyncpg.Connection, tag_id: int, *, remove_from_time_machine: bool) -> None:
+    await conn.execute(
+        "UPDATE tag SET lifetime_end = now(), expiry_pending = false,"
+        " time_machine_removed = time_machine_removed OR $2 WHERE id = $1",
+        tag_id,
+        remove_from_time_machine,
+    )
+
+
+async def announce_deleted_tags(
+    conn: asyncpg.Connection,
+    namespace: str,
+    repository: str,
+    deleted: Mapping[str, str],
+    performer: str | None,
+) -> None:
+    """Enqueue TagDeleted for each deleted tag (name -> the digest it pointed at), in the caller's
+    transaction."""
+    for tag, digest in deleted.items():
+        await enqueue(
+            conn,
+            TagDeleted(
+                namespace=namespace, repository=repository, tag=tag, digest=digest, performer=performer
+            ),
+        )
+
+
+async def retarget_tag(conn: asyncpg.Connection, repository_id: int, name: str, digest: str) -> str | None:
+    """Create the tag or move it to the repository's manifest ``digest``; the digest it pointed at before.
+
+    ManifestNotFoundError when the repository has no such manifest.
+    """
+    async with conn.transaction():
+        manifest_id = await conn.fetchval(
+            "SELECT id FROM manifest WHERE repository_id = $1 AND digest = $2 FOR KEY SHARE",
+            repository_id,
+            digest,
+        )
+        if manifest_id is None:
+            raise ManifestNotFoundError(f"no manifest {digest} in this repository")
+        await lock_tag(conn, repository_id, name)
+        previous = await _live_target(conn, repository_id, name)
+        await point_tag(conn, repository_id, name, manifest_id)
+    return previous["digest"] if previous else None
+
+
+async def set_expiration(
+    conn: asyncpg.Connection, repository_id: int, name: str, expiration: datetime | None
+) -> ExpirationChange:
+    """Make the live tag expire at ``expiration`` (a future instant), or never when None.
+
+    TagNotFoundError when the tag is not alive.
+    """
+    async with conn.transaction():
+        await lock_tag(conn, repository_id, name)
+        live = await _live_target(conn, repository_id, name)
+        if live is None:
+            raise TagNotFoundError(f"no tag {name!r} in this repository")
+        await conn.execute(
+            "UPDATE tag SET lifetime_end = $2, expiry_pending = $2::timestamptz IS NOT NULL WHERE id = $1",
+            live["id"],
+            expiration,
+        )
+    return ExpirationChange(digest=live["digest"], previous=live["lifetime_end"], current=expiration)
+
+
+async def delete_tag(
+    conn: asyncpg.Connection, repository: Repository, name: str, performer: str | None
+) -> str:
+    """End the live tag, which enters the time machine, and announce it (TagDeleted); its digest.
+
+    TagNotFoundError when the tag is not alive.
+    """
+    async with conn.transaction():
+        await lock_tag(conn, repository.id, name)
+        live = await _live_target(conn, repository.id, name)
+        if live is None:
+            raise TagNotFoundError(f"no tag {name!r} in this repository")
+        await _end_live_row(conn, live["id"], remove_from_time_machine=False)
+        await announce_deleted_tags(
+            conn, repository.namespace, repository.name, {name: live["digest"]}, performer
+        )
+    digest: str = live["digest"]
+    return digest
+
+
+async def restore_tag(conn: asyncpg.Connection, repository_id: int, name: str, digest: str) -> None:
+    """Point the tag at ``digest`` again, a manifest it pointed at before, as a new reversion row.
+
+    Allowed while a row of that tag and manifest is in the time machine; nothing changes when the
+    tag points there already. TagNotFoundError when the tag never pointed at the manifest,
+    TimeMachineError when that history has left the time machine.
+    """
+    async with conn.transaction():
+        await lock_tag(conn, repository_id, name)
+        live = await _live_target(conn, repository_id, name)
+        if live is not None and live["digest"] == digest:
+            return
+        former = await conn.fetchrow(
+            "SELECT t.manifest_id, n.tag_expiration_s, bool_or(" + _IN_TIME_MACHINE + ") AS restorable"
+            " FROM tag t JOIN manifest m ON m.id = t.manifest_id"
+            " JOIN repository r ON r.id = t.repository_id JOIN namespace n ON n.id = r.namespace_id"
+            " WHERE t.repository_id = $1 AND t.name = $2 AND m.digest = $3 AND t.lifetime_end <= now()"
+            " GROUP BY t.manifest_id, n.tag_expiration_s",
+            repository_id,
+            name,
+            digest,
+        )
+        if former is None:
+            raise TagNotFoundError(f"tag {name!r} never pointed at {digest} in this repository")
+        if not former["restorable"]:
+            raise TimeMachineError(
+                f"tag {name!r} can no longer be restored to {digest}: it has left the time machine"
+                f" (deleted tags are kept {former['tag_expiration_s']} seconds in this namespace,"
+                " unless permanently expired)"
+            )
+        if live is not None:
+            await _end_live_row(conn, live["id"], remove_from_time_machine=False)
+        await conn.execute(
+            "INSERT INTO tag (repository_id, name, manifest_id, reversion) VALUES ($1, $2, $3, true)",
+            repository_id,
+            name,
+            former["manifest_id"],
+        )
+
+
+async def expire_live_tag_permanently(
+    conn: asyncpg.Connection, repository: Repository, name: str, performer: str | None
+) -> str:
+    """End the live tag and take it out of the time machine at once (TagDeleted); its digest.
+
+    TagNotFoundError when the tag is not alive.
+    """
+    async with conn.transaction():
+        await lock_tag(conn, repository.id, name)
+        live = await _live_target(conn, repository.id, name)
+        if live is None:
+            raise TagNotFoundError(f"no tag {name!r} in this repository")
+        await _end_live_row(conn, live["id"], remove_from_time_machine=True)
+        await announce_deleted_tags(
+            conn, repository.namespace, repository.name, {name: live["digest"]}, performer
+        )
+    digest: str = live["digest"]
+    return digest
+
+
+async def remove_from_time_machine(
+    conn: asyncpg.Connection, repository_id: int, name: str, digest: str
+) -> None:
+    """Take the tag's ended rows for ``digest`` out of the time machine: they can no longer be restored.
+
+    TagNotFoundError when no such row is in the time machine.
+    """
+    async with conn.transaction():
+        await lock_tag(conn, repository_id, name)
+        removed = await conn.fetch(
+            "UPDATE tag t SET time_machine_removed = true FROM manifest m, repository r, namespace n"
+            " WHERE m.id = t.manifest_id AND r.id = t.repository_id AND n.id = r.namespace_id"
+            f" AND t.repository_id = $1 AND t.name = $2 AND m.digest = $3 AND {_IN_TIME_MACHINE}"
+            " RETURNING t.id",
+            repository_id,
+            name,
+            digest,
+        )
+    if not removed:
+        raise TagNotFoundError(f"no deleted tag {name!r} for {digest} in the time machine")
+
+
+def labeled_expiration(text: str) -> timedelta | None:
+    """The lifetime a ``quay.expires-after`` value gives: a positive '<n><s|m|h|d|w>' duration (Quay's
+    timedelta strings: 30s, 90m, 3h, 1d, 2w), at most MAX_LABELED_EXPIRATION; None when unreadable."""
+    matched = _DURATION.match(text.strip())
+    if matched is None or int(matched[1]) == 0:
+        return None
+    seconds = int(matched[1]) * _UNIT_SECONDS[matched[2]]
+    return timedelta(seconds=min(seconds, _MAX_LABELED_SECONDS))
+
+
+async def expire_pushed_tags(
+    conn: asyncpg.Connection, repository_id: int, manifest_id: int, tags: list[str], labels: Mapping[str, str]
+) -> None:
+    """Apply the ``quay.expires-after`` label of a pushed manifest to the tag rows the push created.
+
+    Each expires the label's lifetime after its start (labeled_expiration); an unreadable value is
+    ignored, as Quay does. Run it in the push's transaction, after the tags were pointed.
+    """
+    lifetime = labeled_expiration(labels.get(EXPIRES_AFTER_LABEL, ""))
+    if lifetime is None or not tags:
+        return
+    # lifetime_start = now(): the rows inserted by this transaction. A tag that already pointed at
+    # the manifest keeps its row, and its expiration (or none), as a re-push changes nothing.
+    await conn.execute(
+        "UPDATE tag SET lifetime_end = lifetime_start + $4::interval, expiry_pending = true"
+        " WHERE repository_id = $1 AND name = ANY($2::text[]) AND manifest_id = $3"
+        " AND lifetime_end IS NULL AND lifetime_start = now()",
+        repository_id,
+        tags,
+        manifest_id,
+        lifetime,
+    )
+
+
+async def expire_due_tags(conn: asyncpg.Connection, now: datetime, limit: int = EXPIRY_BATCH_SIZE) -> int:
+    """Announce (TagExpired) the tags whose expiration is at or before ``now`` and not yet announced.
+
+    Each is announced once, in the transaction that marks it announced; several workers may run
+    this at once. Returns how many were announced (at most ``limit``: call again while it is).
+    """
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "WITH due AS (SELECT id FROM tag WHERE expiry_pending AND lifetime_end <= $1"
+            "  ORDER BY lifetime_end LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            " UPDATE tag t SET expiry_pending = false FROM due, manifest m, repository r, namespace n"
+            " WHERE t.id = due.id AND m.id = t.manifest_id AND r.id = t.repository_id AND n.id = r.namespace_id"
+            " RETURNING n.name AS namespace, r.name AS repository, r.state, t.name AS tag, m.digest",
+            now,
+            limit,
+        )
+        for row in rows:
+            if row["state"] == "MARKED_FOR_DELETION":
+                continue
+            await enqueue(
+                conn,
+                TagExpired(
+                    namespace=row["namespace"],
+                    repository=row["repository"],
+                    tag=row["tag"],
+                    digest=row["digest"],
+                ),
+            )
+    return len(rows)
+
+
+async def _announce_expirations_forever(pool: asyncpg.Pool, interval_s: float) -> None:
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                now = await conn.fetchval("SELECT now()")
+                while await expire_due_tags(conn, now) == EXPIRY_BATCH_SIZE:
+                    pass
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            logger.exception("announcing expired tags failed; retrying in %s s", interval_s)
+        await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def announcing_expired_tags(
+    pool: asyncpg.Pool, interval_s: float = EXPIRY_CHECK_INTERVAL_S
+) -> AsyncIterator[None]:
+    """Run expire_due_tags every ``interval_s`` seconds while the context is open."""
+    task = asyncio.create_task(_announce_expirations_forever(pool, interval_s))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
