@@ -85,7 +85,7 @@ def unauthorized(
     )
 
 
-def _basic_credentials(header: str) -> tuple[str, str] | None:
+def basic_credentials(header: str) -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(header, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
@@ -124,7 +124,7 @@ async def identify(context: RegistryContext, request: Request) -> Caller:
             raise unauthorized(context, request, None, "invalid_token") from error
         return Caller(identity=claims.identity, token=claims)
     if scheme.lower() == "basic":
-        credentials = _basic_credentials(value.strip())
+        credentials = basic_credentials(value.strip())
         identity = await identify_basic(context, *credentials) if credentials else None
         if identity is None:
             raise unauthorized(context, request, None)

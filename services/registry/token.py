@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime
 
@@ -9,11 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.registry.access import allowed_actions, identify, unauthorized
+from services.registry.access import Caller, allowed_actions, basic_credentials, identify, unauthorized
+from services.registry.audit import client_ip
 from services.registry.context import RegistryContext, get_context
+from services.registry.errors import RegistryError
 from shared.auth.identity import Identity
 from shared.auth.tokens import Access, issue_token
 from shared.oci.names import is_valid_repository_name, split_repository_name
+from shared.usage_logs import record
 
 router = APIRouter()
 
@@ -60,6 +64,42 @@ async def _granted(
     return granted
 
 
+async def _identify_logging_robot_logins(context: RegistryContext, request: Request) -> Caller:
+    """identify(), with robots' logins, good and bad, recorded in the usage logs as Quay does."""
+    try:
+        caller = await identify(context, request)
+    except RegistryError:
+        robot = _robot_username(request)
+        if robot is not None:
+            await _log_robot_login(context, request, "login_failure", robot, None)
+        raise
+    if caller.identity is not None and caller.identity.kind == "robot":
+        await _log_robot_login(context, request, "login_success", caller.identity.name, caller.identity)
+    return caller
+
+
+def _robot_username(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    credentials = basic_credentials(value.strip()) if scheme.lower() == "basic" else None
+    return credentials[0] if credentials and "+" in credentials[0] else None
+
+
+async def _log_robot_login(
+    context: RegistryContext, request: Request, kind: str, robot: str, identity: Identity | None
+) -> None:
+    namespace = robot.partition("+")[0]
+    async with context.pool.acquire() as conn:
+        with contextlib.suppress(LookupError):  # a robot name naming no namespace: nothing to log it under
+            await record(
+                conn,
+                kind,
+                performer=identity,
+                ip=client_ip(request),
+                namespace=namespace,
+                metadata={"kind": "robot", "username": robot, "type": "docker"},
+            )
+
+
 @router.get("/v2/auth", response_model=TokenResponse)
 async def token_endpoint(
     request: Request,
@@ -68,7 +108,7 @@ async def token_endpoint(
 ) -> TokenResponse:
     """Issue a bearer token for the requested scopes, granting only what the caller may do."""
     requested = [access for item in scope for part in item.split(" ") if (access := _parse_scope(part))]
-    caller = await identify(context, request)
+    caller = await _identify_logging_robot_logins(context, request)
     granted = await _granted(context, caller.identity, requested)
     settings = context.settings
     token, issued_at, expires_in = issue_token(

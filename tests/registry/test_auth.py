@@ -115,3 +115,23 @@ async def test_insufficient_token_scope_answers_a_challenge_for_the_needed_scope
     params = _challenge_params(response.headers["www-authenticate"])
     assert params["scope"] == f"repository:{alice.username}/app:pull,push"
     assert params["error"] == "insufficient_scope"
+
+
+async def test_robot_logins_good_and_bad_are_in_the_usage_logs(registry: Registry) -> None:
+    owner = await registry.user()
+    org = await registry.organization(owner)
+    robot = await registry.robot(org, "deployer")
+    async with registry.client(robot) as client:
+        assert (await client.get("/v2/auth")).status_code == 200
+        assert (await client.get("/v2/auth", auth=(robot.username, "wrong"))).status_code == 401
+    async with registry.context.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT l.kind, l.performer_name, l.metadata FROM log_entry l JOIN namespace n ON n.id = l.namespace_id"
+            " WHERE n.name = $1 ORDER BY l.id",
+            org,
+        )
+    assert [(row["kind"], row["performer_name"]) for row in rows] == [
+        ("login_success", robot.username),
+        ("login_failure", None),
+    ]
+    assert rows[1]["metadata"]["username"] == robot.username
