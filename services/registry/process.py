@@ -1,10 +1,11 @@
 """The registry process: its HTTP API and its worker (run by `python -m services.registry`).
 
 Reads every setting from QUAYSIDE_* variables (shared.config.Settings) plus QUAYSIDE_LISTEN
-(`host:port`, default 0.0.0.0:5000) and QUAYSIDE_HTTP_PROCESSES (default: the CPU count, at most
-4). The first process applies pending migrations, runs the worker and serves HTTP; it starts
-HTTP_PROCESSES - 1 more HTTP-only processes on the same port (SO_REUSEPORT), so that requests use
-every core. Stops on SIGINT or SIGTERM, taking its HTTP processes with it.
+(`host:port`, default 0.0.0.0:5000) and QUAYSIDE_HTTP_PROCESSES (default 1). The first process
+applies pending migrations, runs the worker and serves HTTP; it starts HTTP_PROCESSES - 1 more
+HTTP-only processes on the same port (SO_REUSEPORT), so that CPU-bound request handling can use
+every core. One process is the default: an upload whose requests land on another process costs a
+re-read of its chunks to rebuild the running digest. Stops on SIGINT or SIGTERM, taking its HTTP processes with it.
 """
 
 from __future__ import annotations
@@ -38,17 +39,13 @@ log = logging.getLogger("services.registry")
 _STOP_TIMEOUT_S = 15
 
 
-def _default_processes() -> int:
-    return min(os.cpu_count() or 1, 4)
-
-
 class ProcessSettings(BaseSettings):
     """What only the process entry reads: where to listen, with how many HTTP processes."""
 
     model_config = SettingsConfigDict(env_prefix="QUAYSIDE_", extra="ignore")
 
     listen: ListenSetting = ListenAddress.parse("0.0.0.0:5000")
-    http_processes: int = Field(default_factory=_default_processes, ge=1, le=64)
+    http_processes: int = Field(default=1, ge=1, le=64)
     # Set by the first process on the HTTP-only processes it starts.
     http_replica: bool = False
 
