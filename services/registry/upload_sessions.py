@@ -305,8 +305,12 @@ class _HashedBody:
             self.size += len(buffer)
             if self._expected_length is not None and self.size > self._expected_length:
                 raise InvalidBodyError(f"body longer than the declared {self._expected_length} bytes")
-            await asyncio.to_thread(self.hasher.update, buffer)
-            yield buffer
+            # Hash in a thread while the consumer writes the same buffer; the next buffer waits.
+            hashing = asyncio.ensure_future(asyncio.to_thread(self.hasher.update, buffer))
+            try:
+                yield buffer
+            finally:
+                await hashing
         if self._expected_length is not None and self.size != self._expected_length:
             raise InvalidBodyError(f"body of {self.size} bytes, {self._expected_length} declared")
 
