@@ -115,10 +115,11 @@ async def authorize_repository(
         )
     if repository is not None and role is not None and allows(role, needed):
         return repository, role
-    if role is not None:
-        raise forbidden(f"{needed} permission on the repository required")
+    # Anonymous callers are asked to authenticate, even where a public repository lets them read.
     if caller.identity is None:
         raise _authentication_required()
+    if role is not None:
+        raise forbidden(f"{needed} permission on the repository required")
     if repository is None:
         owner = await find_namespace(conn, namespace)
         if owner is not None and await namespace_role(conn, caller.identity, owner.id) == "admin":
