@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from tests.fixtures.live_registry import LiveRegistry
 from tests.fixtures.registry import Account
 from tests.support.ocilayout import Descriptor, OciLayout
-from tests.support.skopeo import SkopeoResult, run_skopeo
+from tests.support.skopeo import SkopeoResult, manifest_digest, run_skopeo
 
 LAYER_SIZES = (512 * 1024, 64 * 1024, 2 * 1024 * 1024)
 TAG = "v1"
@@ -57,3 +58,16 @@ async def assert_same_content(pulled_root: Path, pushed: OciLayout, top: Descrip
         asyncio.to_thread(pulled.blob_digests), asyncio.to_thread(pushed.blob_digests)
     )
     assert pulled_blobs == pushed_blobs
+
+
+async def assert_push_pull_round_trip(registry: LiveRegistry, work: Path, *, multiarch: bool) -> None:
+    """Push an image (or a multi-arch index) with skopeo, pull it back: same digest, same bytes."""
+    owner = await registry.user()
+    layout, top = await image_layout(work / "source", multiarch=multiarch)
+    reference = registry.reference(f"{owner.username}/app", TAG)
+
+    await push(layout, reference, owner)
+
+    assert await manifest_digest(reference, f"--creds={credentials(owner)}") == top.digest
+    (await pull(reference, work / "pulled", owner)).check()
+    await assert_same_content(work / "pulled", layout, top)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import TAG, assert_same_content, credentials, image_layout, pull, push
+from tests.e2e.helpers import assert_push_pull_round_trip
 from tests.fixtures.live_registry import LiveRegistry
-from tests.support.skopeo import manifest_digest
 
 pytestmark = pytest.mark.e2e
 
@@ -25,12 +24,4 @@ def live_registry_env(tmp_path: Path) -> dict[str, str]:
 async def test_push_and_pull_across_http_processes(
     live_registry: LiveRegistry, tmp_path: Path, multiarch: bool
 ) -> None:
-    owner = await live_registry.user()
-    layout, top = await image_layout(tmp_path / "source", multiarch=multiarch)
-    reference = live_registry.reference(f"{owner.username}/app", TAG)
-
-    await push(layout, reference, owner)
-
-    assert await manifest_digest(reference, f"--creds={credentials(owner)}") == top.digest
-    (await pull(reference, tmp_path / "pulled", owner)).check()
-    await assert_same_content(tmp_path / "pulled", layout, top)
+    await assert_push_pull_round_trip(live_registry, tmp_path, multiarch=multiarch)

@@ -7,9 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import LAYER_SIZES, TAG, assert_same_content, credentials, image_layout, pull, push
+from tests.e2e.helpers import (
+    LAYER_SIZES,
+    TAG,
+    assert_push_pull_round_trip,
+    assert_same_content,
+    credentials,
+    image_layout,
+    pull,
+    push,
+)
 from tests.fixtures.live_registry import LiveRegistry
-from tests.support.skopeo import SkopeoResult, manifest_digest, run_skopeo
+from tests.support.skopeo import SkopeoResult, run_skopeo
 
 pytestmark = pytest.mark.e2e
 
@@ -23,15 +32,7 @@ def refused(result: SkopeoResult) -> bool:
 async def test_push_then_pull_round_trips_byte_for_byte(
     live_registry: LiveRegistry, tmp_path: Path, multiarch: bool
 ) -> None:
-    owner = await live_registry.user()
-    layout, top = await image_layout(tmp_path / "source", multiarch=multiarch)
-    reference = live_registry.reference(f"{owner.username}/app", TAG)
-
-    await push(layout, reference, owner)
-
-    assert await manifest_digest(reference, f"--creds={credentials(owner)}") == top.digest
-    (await pull(reference, tmp_path / "pulled", owner)).check()
-    await assert_same_content(tmp_path / "pulled", layout, top)
+    await assert_push_pull_round_trip(live_registry, tmp_path, multiarch=multiarch)
 
 
 async def test_private_repository_is_refused_to_anonymous_and_to_other_users(
