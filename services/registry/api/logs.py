@@ -14,6 +14,7 @@ namespace: every query is bound to the namespace the caller administers.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -181,149 +182,66 @@ async def _export(
     return {"export_id": export.export_id}
 
 
-@router.get("/organization/{orgname}/logs", summary="List an organization's usage logs")
-async def list_organization_logs(
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    performer: Performer = None,
-    next_page: NextPage = None,
-    target: _Target = Depends(_organization_target),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> dict[str, Any]:
-    return await _list(conn, target.scope(performer), starttime, endtime, next_page)
+def _add_log_routes(prefix: str, target_of: Callable[..., Awaitable[_Target]], whose: str) -> None:
+    """The list, aggregate and export routes of one kind of log owner (organization, repository, user)."""
 
+    async def list_logs(
+        starttime: StartTime = None,
+        endtime: EndTime = None,
+        performer: Performer = None,
+        next_page: NextPage = None,
+        target: _Target = Depends(target_of),
+        conn: asyncpg.Connection = Depends(db_connection),
+    ) -> dict[str, Any]:
+        return await _list(conn, target.scope(performer), starttime, endtime, next_page)
 
-@router.get("/repository/{namespace}/{repository:path}/logs", summary="List a repository's usage logs")
-async def list_repository_logs(
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    next_page: NextPage = None,
-    target: _Target = Depends(_repository_target),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> dict[str, Any]:
-    return await _list(conn, target.scope(), starttime, endtime, next_page)
+    async def aggregate_logs(
+        starttime: StartTime = None,
+        endtime: EndTime = None,
+        performer: Performer = None,
+        target: _Target = Depends(target_of),
+        conn: asyncpg.Connection = Depends(db_connection),
+    ) -> dict[str, Any]:
+        return await _aggregate(conn, target.scope(performer), starttime, endtime)
 
+    async def export_logs(
+        body: ExportLogsRequest,
+        request: Request,
+        tasks: BackgroundTasks,
+        starttime: StartTime = None,
+        endtime: EndTime = None,
+        target: _Target = Depends(target_of),
+        caller: ApiCaller = Depends(require_user),
+        conn: asyncpg.Connection = Depends(db_connection),
+        context: RegistryContext = Depends(get_context),
+    ) -> dict[str, str]:
+        return await _export(
+            target,
+            body,
+            starttime,
+            endtime,
+            caller=caller,
+            request=request,
+            conn=conn,
+            context=context,
+            tasks=tasks,
+        )
 
-@router.get("/user/logs", summary="List the usage logs of the caller's namespace")
-async def list_user_logs(
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    performer: Performer = None,
-    next_page: NextPage = None,
-    target: _Target = Depends(_user_target),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> dict[str, Any]:
-    return await _list(conn, target.scope(performer), starttime, endtime, next_page)
-
-
-@router.get("/organization/{orgname}/aggregatelogs", summary="Count an organization's logs per kind and day")
-async def aggregate_organization_logs(
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    performer: Performer = None,
-    target: _Target = Depends(_organization_target),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> dict[str, Any]:
-    return await _aggregate(conn, target.scope(performer), starttime, endtime)
-
-
-@router.get(
-    "/repository/{namespace}/{repository:path}/aggregatelogs",
-    summary="Count a repository's logs per kind and day",
-)
-async def aggregate_repository_logs(
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    target: _Target = Depends(_repository_target),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> dict[str, Any]:
-    return await _aggregate(conn, target.scope(), starttime, endtime)
-
-
-@router.get("/user/aggregatelogs", summary="Count the caller's namespace logs per kind and day")
-async def aggregate_user_logs(
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    performer: Performer = None,
-    target: _Target = Depends(_user_target),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> dict[str, Any]:
-    return await _aggregate(conn, target.scope(performer), starttime, endtime)
-
-
-@router.post("/organization/{orgname}/exportlogs", summary="Export an organization's logs")
-async def export_organization_logs(
-    body: ExportLogsRequest,
-    request: Request,
-    tasks: BackgroundTasks,
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    target: _Target = Depends(_organization_target),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-    context: RegistryContext = Depends(get_context),
-) -> dict[str, str]:
-    return await _export(
-        target,
-        body,
-        starttime,
-        endtime,
-        caller=caller,
-        request=request,
-        conn=conn,
-        context=context,
-        tasks=tasks,
+    router.add_api_route(f"{prefix}/logs", list_logs, methods=["GET"], summary=f"List {whose} usage logs")
+    router.add_api_route(
+        f"{prefix}/aggregatelogs",
+        aggregate_logs,
+        methods=["GET"],
+        summary=f"Count {whose} logs per kind and day",
+    )
+    router.add_api_route(
+        f"{prefix}/exportlogs", export_logs, methods=["POST"], summary=f"Export {whose} logs"
     )
 
 
-@router.post("/repository/{namespace}/{repository:path}/exportlogs", summary="Export a repository's logs")
-async def export_repository_logs(
-    body: ExportLogsRequest,
-    request: Request,
-    tasks: BackgroundTasks,
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    target: _Target = Depends(_repository_target),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-    context: RegistryContext = Depends(get_context),
-) -> dict[str, str]:
-    return await _export(
-        target,
-        body,
-        starttime,
-        endtime,
-        caller=caller,
-        request=request,
-        conn=conn,
-        context=context,
-        tasks=tasks,
-    )
-
-
-@router.post("/user/exportlogs", summary="Export the logs of the caller's namespace")
-async def export_user_logs(
-    body: ExportLogsRequest,
-    request: Request,
-    tasks: BackgroundTasks,
-    starttime: StartTime = None,
-    endtime: EndTime = None,
-    target: _Target = Depends(_user_target),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-    context: RegistryContext = Depends(get_context),
-) -> dict[str, str]:
-    return await _export(
-        target,
-        body,
-        starttime,
-        endtime,
-        caller=caller,
-        request=request,
-        conn=conn,
-        context=context,
-        tasks=tasks,
-    )
+_add_log_routes("/organization/{orgname}", _organization_target, "an organization's")
+_add_log_routes("/repository/{namespace}/{repository:path}", _repository_target, "a repository's")
+_add_log_routes("/user", _user_target, "the caller's namespace")
 
 
 @exported_router.get(
