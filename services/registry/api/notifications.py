@@ -13,6 +13,7 @@ the test endpoint only queues one (a NotificationTestRequested event).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from fastapi import Body, Depends, Request, Response
@@ -186,115 +187,82 @@ async def _log(
     )
 
 
-@router.get(_REPOSITORY_PATH + "/", summary="List a repository's notifications")
-async def list_repository_notifications(
-    scope: _Scope = Depends(_repository_scope), conn: asyncpg.Connection = Depends(db_connection)
-) -> dict[str, list[NotificationView]]:
-    return await _list(conn, scope)
+def _add_notification_routes(
+    collection: str, items: str, scope_of: Callable[..., Awaitable[_Scope]], whose: str
+) -> None:
+    """The routes of one kind of notification owner: a repository or an organization."""
+
+    async def list_notifications(
+        scope: _Scope = Depends(scope_of), conn: asyncpg.Connection = Depends(db_connection)
+    ) -> dict[str, list[NotificationView]]:
+        return await _list(conn, scope)
+
+    async def create_notification(
+        request: Request,
+        body: NotificationCreateRequest = Body(),
+        scope: _Scope = Depends(scope_of),
+        caller: ApiCaller = Depends(require_user),
+        conn: asyncpg.Connection = Depends(db_connection),
+    ) -> NotificationView:
+        return await _create(conn, scope, body, caller, request)
+
+    async def get_notification(
+        uuid: str, scope: _Scope = Depends(scope_of), conn: asyncpg.Connection = Depends(db_connection)
+    ) -> NotificationView:
+        return (await scope.find(conn, uuid)).view
+
+    async def delete_notification(
+        uuid: str,
+        request: Request,
+        scope: _Scope = Depends(scope_of),
+        caller: ApiCaller = Depends(require_user),
+        conn: asyncpg.Connection = Depends(db_connection),
+    ) -> Response:
+        return await _delete(conn, scope, uuid, caller, request)
+
+    async def reset_notification(
+        uuid: str,
+        request: Request,
+        scope: _Scope = Depends(scope_of),
+        caller: ApiCaller = Depends(require_user),
+        conn: asyncpg.Connection = Depends(db_connection),
+    ) -> Response:
+        return await _reset(conn, scope, uuid, caller, request)
+
+    async def test_notification(
+        uuid: str, scope: _Scope = Depends(scope_of), conn: asyncpg.Connection = Depends(db_connection)
+    ) -> dict[str, object]:
+        return await _queue_test(conn, scope, uuid)
+
+    item = items + "/{uuid}"
+    router.add_api_route(
+        collection, list_notifications, methods=["GET"], summary=f"List {whose} notifications"
+    )
+    router.add_api_route(
+        collection,
+        create_notification,
+        methods=["POST"],
+        status_code=201,
+        summary=f"Create {whose} notification",
+    )
+    router.add_api_route(item, get_notification, methods=["GET"], summary=f"Get {whose} notification")
+    router.add_api_route(
+        item, delete_notification, methods=["DELETE"], status_code=204, summary=f"Delete {whose} notification"
+    )
+    router.add_api_route(
+        item,
+        reset_notification,
+        methods=["POST"],
+        status_code=204,
+        summary=f"Reset {whose} notification's failures",
+    )
+    router.add_api_route(
+        item + "/test",
+        test_notification,
+        methods=["POST"],
+        summary=f"Queue a test delivery of {whose} notification",
+    )
 
 
-@router.post(_REPOSITORY_PATH + "/", status_code=201, summary="Create a repository notification")
-async def create_repository_notification(
-    request: Request,
-    body: NotificationCreateRequest = Body(),
-    scope: _Scope = Depends(_repository_scope),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> NotificationView:
-    return await _create(conn, scope, body, caller, request)
-
-
-@router.get(_REPOSITORY_PATH + "/{uuid}", summary="Get a repository notification")
-async def get_repository_notification(
-    uuid: str, scope: _Scope = Depends(_repository_scope), conn: asyncpg.Connection = Depends(db_connection)
-) -> NotificationView:
-    return (await scope.find(conn, uuid)).view
-
-
-@router.delete(_REPOSITORY_PATH + "/{uuid}", status_code=204, summary="Delete a repository notification")
-async def delete_repository_notification(
-    uuid: str,
-    request: Request,
-    scope: _Scope = Depends(_repository_scope),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> Response:
-    return await _delete(conn, scope, uuid, caller, request)
-
-
-@router.post(
-    _REPOSITORY_PATH + "/{uuid}", status_code=204, summary="Reset a repository notification's failures"
-)
-async def reset_repository_notification(
-    uuid: str,
-    request: Request,
-    scope: _Scope = Depends(_repository_scope),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> Response:
-    return await _reset(conn, scope, uuid, caller, request)
-
-
-@router.post(_REPOSITORY_PATH + "/{uuid}/test", summary="Queue a test delivery of a repository notification")
-async def test_repository_notification(
-    uuid: str, scope: _Scope = Depends(_repository_scope), conn: asyncpg.Connection = Depends(db_connection)
-) -> dict[str, object]:
-    return await _queue_test(conn, scope, uuid)
-
-
-@router.get(_ORGANIZATION_PATH, summary="List an organization's notifications")
-async def list_organization_notifications(
-    scope: _Scope = Depends(_organization_scope), conn: asyncpg.Connection = Depends(db_connection)
-) -> dict[str, list[NotificationView]]:
-    return await _list(conn, scope)
-
-
-@router.post(_ORGANIZATION_PATH, status_code=201, summary="Create an organization notification")
-async def create_organization_notification(
-    request: Request,
-    body: NotificationCreateRequest = Body(),
-    scope: _Scope = Depends(_organization_scope),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> NotificationView:
-    return await _create(conn, scope, body, caller, request)
-
-
-@router.get(_ORGANIZATION_PATH + "/{uuid}", summary="Get an organization notification")
-async def get_organization_notification(
-    uuid: str, scope: _Scope = Depends(_organization_scope), conn: asyncpg.Connection = Depends(db_connection)
-) -> NotificationView:
-    return (await scope.find(conn, uuid)).view
-
-
-@router.delete(_ORGANIZATION_PATH + "/{uuid}", status_code=204, summary="Delete an organization notification")
-async def delete_organization_notification(
-    uuid: str,
-    request: Request,
-    scope: _Scope = Depends(_organization_scope),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> Response:
-    return await _delete(conn, scope, uuid, caller, request)
-
-
-@router.post(
-    _ORGANIZATION_PATH + "/{uuid}", status_code=204, summary="Reset an organization notification's failures"
-)
-async def reset_organization_notification(
-    uuid: str,
-    request: Request,
-    scope: _Scope = Depends(_organization_scope),
-    caller: ApiCaller = Depends(require_user),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> Response:
-    return await _reset(conn, scope, uuid, caller, request)
-
-
-@router.post(
-    _ORGANIZATION_PATH + "/{uuid}/test", summary="Queue a test delivery of an organization notification"
-)
-async def test_organization_notification(
-    uuid: str, scope: _Scope = Depends(_organization_scope), conn: asyncpg.Connection = Depends(db_connection)
-) -> dict[str, object]:
-    return await _queue_test(conn, scope, uuid)
+_add_notification_routes(_REPOSITORY_PATH + "/", _REPOSITORY_PATH, _repository_scope, "a repository")
+_add_notification_routes(_ORGANIZATION_PATH, _ORGANIZATION_PATH, _organization_scope, "an organization")
