@@ -25,6 +25,11 @@ class CredentialsCache:
             return None
         return entry[1]
 
+    def forget(self, username: str) -> None:
+        """Drop every remembered secret of the account (a robot deleted or given a new token)."""
+        for key in [key for key, (_, identity) in self._entries.items() if identity.name == username]:
+            del self._entries[key]
+
     def put(self, username: str, secret: str, identity: Identity) -> None:
         if len(self._entries) >= _MAX_ENTRIES:
             self._entries.clear()

@@ -113,6 +113,8 @@ async def test_robot_permissions_list_the_repositories_granted(
 async def test_regenerating_a_token_replaces_it(registry: Registry, organization: Organization) -> None:
     async with registry.client(organization.owner) as client:
         first = (await client.put(f"{_robots(organization)}/ci")).json()
+        async with registry.client() as v2:  # the old token is remembered as verified...
+            assert (await v2.get("/v2/", auth=(first["name"], first["token"]))).status_code == 200
         regenerated = await client.post(f"{_robots(organization)}/ci/regenerate")
         unknown = await client.post(f"{_robots(organization)}/nobot/regenerate")
     assert regenerated.status_code == 200 and unknown.status_code == 404
@@ -121,6 +123,9 @@ async def test_regenerating_a_token_replaces_it(registry: Registry, organization
     async with registry.context.pool.acquire() as conn:
         assert await authenticate(conn, first["name"], first["token"]) is None
         assert await authenticate(conn, second["name"], second["token"]) is not None
+    async with registry.client() as v2:  # ...and forgotten at once
+        assert (await v2.get("/v2/", auth=(first["name"], first["token"]))).status_code == 401
+        assert (await v2.get("/v2/", auth=(second["name"], second["token"]))).status_code == 200
 
 
 async def test_deleting_a_robot_removes_its_memberships_and_permissions(

@@ -29,6 +29,7 @@ from services.registry.api.security import (
     find_organization,
     user_with_scope,
 )
+from services.registry.context import RegistryContext, get_context
 from shared.auth.accounts import (
     Namespace,
     create_robot,
@@ -163,9 +164,12 @@ def _add_routes(prefix: str, owner_dependency: Callable[..., Awaitable[RobotOwne
         shortname: str,
         owner: RobotOwner = Depends(owner_dependency),
         conn: asyncpg.Connection = Depends(db_connection),
+        context: RegistryContext = Depends(get_context),
     ) -> Response:
         """Delete the robot, its team memberships and its repository permissions."""
-        await delete_robot(conn, _administered(owner).id, shortname)
+        namespace = _administered(owner)
+        await delete_robot(conn, namespace.id, shortname)
+        context.credentials.forget(f"{namespace.name}+{shortname}")
         return Response(status_code=204)
 
     @router.post(f"{prefix}/robots/{{shortname}}/regenerate")
@@ -173,10 +177,12 @@ def _add_routes(prefix: str, owner_dependency: Callable[..., Awaitable[RobotOwne
         shortname: str,
         owner: RobotOwner = Depends(owner_dependency),
         conn: asyncpg.Connection = Depends(db_connection),
+        context: RegistryContext = Depends(get_context),
     ) -> dict[str, Any]:
         """Give the robot a new token (answered this once); the old one stops working."""
         namespace = _administered(owner)
         credentials = await regenerate_robot_token(conn, namespace.id, shortname)
+        context.credentials.forget(credentials.username)
         return robot_view(await _robot(conn, namespace, shortname)) | {"token": credentials.token}
 
     @router.get(f"{prefix}/robots/{{shortname}}/permissions")
