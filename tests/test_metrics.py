@@ -21,10 +21,10 @@ from shared.events.models import BlobPushed
 from shared.events.outbox import enqueue
 from shared.events.relay import OutboxRelay
 from shared.oci.digest import digest_bytes
-from tests.events.helpers import wait_until
 from tests.fixtures.live_registry import LiveRegistry
 from tests.fixtures.registry import Account, Registry
 from tests.support.oci import push_blob, push_image, random_image
+from tests.support.waiting import wait_until
 
 MANIFEST_ROUTE = "/v2/{name:path}/manifests/{reference}"
 

@@ -11,9 +11,9 @@ import pytest
 
 from services.registry.tag_lifecycle import announcing_expired_tags, expire_due_tags
 from tests.api.conftest import Organization
-from tests.events.helpers import wait_until
 from tests.fixtures.registry import Registry
 from tests.support.oci import Image, push_image, random_image
+from tests.support.waiting import wait_until
 
 LAYER_SIZE = 100
 

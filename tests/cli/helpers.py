@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.waiting import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMAND_TIMEOUT_S = 120.0
 POSTGRES_STOP_TIMEOUT_S = 60.0
@@ -59,7 +61,5 @@ async def stop_leftover_postgres(pgdata: Path) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
-    async with asyncio.timeout(POSTGRES_STOP_TIMEOUT_S):
-        # Polling on purpose: the server removes its pid file last thing, nothing else signals it.
-        while pid_file.exists():  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
+    # The server removes its pid file last thing; nothing else signals that it has stopped.
+    await wait_until(lambda: not pid_file.exists(), POSTGRES_STOP_TIMEOUT_S)

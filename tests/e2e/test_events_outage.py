@@ -12,10 +12,10 @@ from yarl import URL
 
 from shared.events.models import BlobPushed, Event, ManifestPushed, parse_event
 from tests.e2e.helpers import TAG, image_layout, push
-from tests.events.helpers import wait_until
 from tests.fixtures.live_registry import LiveRegistry
 from tests.fixtures.rabbitmq import MessageCollector
 from tests.support.tcpproxy import TcpProxy
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -1,11 +1,10 @@
-"""Helpers for the event tests: waiting on conditions, writing events, running a relay."""
+"""Helpers for the event tests: writing events, running a relay."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import asyncpg
@@ -13,19 +12,6 @@ import asyncpg
 from shared.events.bus import Publisher, PublishError
 from shared.events.models import BlobPushed, Event
 from shared.events.outbox import enqueue
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool] | bool], timeout_s: float = 15.0) -> None:
-    """Poll `condition` (plain or async) until it holds; TimeoutError if it does not within `timeout_s`."""
-    async with asyncio.timeout(timeout_s):
-        # Polling on purpose: conditions read database state, which no asyncio.Event can signal.
-        while not await _holds(condition):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-
-async def _holds(condition: Callable[[], Awaitable[bool] | bool]) -> bool:
-    outcome = condition()
-    return await outcome if inspect.isawaitable(outcome) else outcome
 
 
 def blob_pushed(number: int) -> BlobPushed:

@@ -15,10 +15,10 @@ from tests.events.helpers import (
     blob_pushed,
     enqueue_committed,
     running,
-    wait_until,
 )
 from tests.fixtures.rabbitmq import MessageCollector
 from tests.support.tcpproxy import TcpProxy
+from tests.support.waiting import wait_until
 
 # Longer than any wait in these tests: an event arriving in time was announced by NOTIFY.
 NO_POLLING_S = 600.0

@@ -3,7 +3,6 @@ made unreachable (a stopped TCP proxy, a closed port) or unwritable (a read-only
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import time
@@ -20,6 +19,7 @@ from tests.fixtures.seaweed import SeaweedS3
 from tests.support.process import free_port
 from tests.support.registry_app import running_registry
 from tests.support.tcpproxy import TcpProxy
+from tests.support.waiting import eventually
 
 TIME_LIMIT_S = 1.0
 # The answer may take the time limit plus the request's own work, never the dependency's timeouts.
@@ -45,13 +45,15 @@ def services(response: httpx.Response) -> dict[str, bool]:
 
 
 async def wait_until_healthy(registry: Registry, kind: str) -> None:
-    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    async def healthy() -> bool:
         response, _ = await health(registry, kind)
-        if response.status_code == 200:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"/health/{kind} still unhealthy: {services(response)}")
+        return response.status_code == 200
+
+    try:
+        await eventually(healthy, RECOVERY_TIMEOUT_S, step_s=0.2)
+    except TimeoutError:
+        response, _ = await health(registry, kind)
+        raise AssertionError(f"/health/{kind} still unhealthy: {services(response)}") from None
 
 
 def files_below(folder: Path) -> list[Path]:

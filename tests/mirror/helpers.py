@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from services.mirror.worker import run_mirror_worker
 from shared.auth.accounts import create_organization, create_robot, create_user
 from shared.config import Settings
 from tests.fixtures.registry import Account
+from tests.support.waiting import eventually
 
 TOKEN_SECRET = "mirror-tests-token-secret-0123456789abcdef"
 FAR_FUTURE = "2999-01-01T00:00:00Z"
@@ -40,18 +41,6 @@ def mirror_settings(database_url: str, registry_url: str, **overrides: Any) -> S
         **overrides,
     }
     return Settings(**values)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], timeout_s: float = 60.0, step_s: float = 0.1
-) -> T:
-    """Poll `check` until it answers something truthy; TimeoutError after `timeout_s`."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(step_s)
 
 
 @dataclass

@@ -14,8 +14,9 @@ from services.mirror.leases import claim_next
 from services.mirror.local import live_tags
 from tests.fixtures.live_registry import REPOSITORY_ROOT, LiveRegistry
 from tests.fixtures.upstream import ImageFactory, Upstream
-from tests.mirror.helpers import LONG_AGO, TOKEN_SECRET, MirrorService, Scenario, eventually, mirror_body
+from tests.mirror.helpers import LONG_AGO, TOKEN_SECRET, MirrorService, Scenario, mirror_body
 from tests.support.process import ServerProcess, free_port
+from tests.support.waiting import eventually
 
 REPOSITORY = "library/app"
 

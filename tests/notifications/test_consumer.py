@@ -19,7 +19,8 @@ from shared.events.consumer import (
     subscribe_in_process,
 )
 from shared.events.models import BlobPushed, Event, TagDeleted
-from tests.events.helpers import blob_pushed, wait_until
+from tests.events.helpers import blob_pushed
+from tests.support.waiting import wait_until
 
 
 class RecordingHandler:

@@ -16,11 +16,12 @@ from services.registry.worker import publisher_for, run_worker
 from shared.config import Settings
 from shared.events.bus import InProcessBus
 from shared.events.consumer import dead_letter_queue_name
-from tests.events.helpers import running, wait_until
+from tests.events.helpers import running
 from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.support.oci import push_image, random_image
 from tests.support.receivers import HttpReceiver
 from tests.support.registry_app import running_registry
+from tests.support.waiting import wait_until
 
 
 @asynccontextmanager

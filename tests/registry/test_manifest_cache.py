@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncpg
 
 from services.registry.manifest_cache import CHANNEL
-from tests.events.helpers import wait_until
 from tests.fixtures.registry import Registry
 from tests.support.oci import bearer_header, bearer_token, push_image, random_image
 from tests.support.registry_app import running_registry
+from tests.support.waiting import wait_until
 
 
 async def _pull_digest(registry: Registry, name: str, reference: str, token: str) -> str:

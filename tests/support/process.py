@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.waiting import eventually
+
 STOP_TIMEOUT_S = 10.0
 _OUTPUT_LINES_KEPT = 200
 _PENDING_BYTES_KEPT = 8192
@@ -66,19 +68,23 @@ class ServerProcess:
     ) -> None:
         """Poll GET `url` until its status is in `accepted`; ServerStartError if the process exits
         or `timeout_s` passes first."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
-            while loop.time() < deadline:
+
+            async def serving() -> bool:
                 if self.exited:
                     raise ServerStartError(
                         f"exited with {self.process.returncode} while starting:\n{self.output_tail()}"
                     )
                 with contextlib.suppress(httpx.TransportError):
-                    if (await client.get(url)).status_code in accepted:
-                        return
-                await asyncio.sleep(0.1)
-        raise ServerStartError(f"GET {url} not answered within {timeout_s}s:\n{self.output_tail()}")
+                    return (await client.get(url)).status_code in accepted
+                return False
+
+            try:
+                await eventually(serving, timeout_s, step_s=0.1)
+            except TimeoutError:
+                raise ServerStartError(
+                    f"GET {url} not answered within {timeout_s}s:\n{self.output_tail()}"
+                ) from None
 
     async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM, then SIGKILL when the process has not exited within `timeout_s`."""

@@ -20,8 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shared.serving import ListenAddress, serve
-from tests.events.helpers import wait_until
 from tests.support.process import free_port
+from tests.support.waiting import wait_until
 
 
 @dataclass(frozen=True)
