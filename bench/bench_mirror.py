@@ -29,14 +29,13 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, the repository root is not on sys.path; the test support modules live there.
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
+from bench.benchdb import bench_database  # noqa: E402
 from shared.auth.accounts import create_organization, create_robot, create_user  # noqa: E402
 from shared.auth.api_tokens import create_api_token  # noqa: E402
-from shared.db.migrate import migrate  # noqa: E402
 from tests.fixtures.upstream import ImageFactory, Upstream, running_upstream  # noqa: E402
 from tests.support.process import ServerProcess, free_port  # noqa: E402
 from tests.support.skopeo import run_skopeo  # noqa: E402
 
-ADMIN_DSN = os.environ.get("QUAYSIDE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 KiB = 1024
 UPSTREAM_REPOSITORY = "library/app"
 # Every image: these base layers (shared by all) and one small layer and config of its own.
@@ -65,21 +64,6 @@ class Suite:
     api_token: str
     organization: str
     robot: str
-
-
-@contextlib.asynccontextmanager
-async def bench_database() -> AsyncIterator[str]:
-    """A migrated database of the run's own on the local Postgres, dropped afterwards."""
-    name = f"qs_bench_{uuid.uuid4().hex[:12]}"
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await migrate(f"{base}/{name}")
-        yield f"{base}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def environment(database_url: str, token_secret: str, **extra: str) -> dict[str, str]:

@@ -33,13 +33,12 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, the repository root is not on sys.path; the test support modules live there.
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
+from bench.benchdb import bench_database  # noqa: E402
 from shared.auth.accounts import create_user  # noqa: E402
-from shared.db.migrate import migrate  # noqa: E402
 from tests.support.ocilayout import Descriptor, OciLayout  # noqa: E402
 from tests.support.process import ServerProcess, free_port  # noqa: E402
 from tests.support.skopeo import run_skopeo  # noqa: E402
 
-ADMIN_DSN = os.environ.get("QUAYSIDE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MiB = 1024 * 1024
 _CHUNK = MiB
 _RSS_SAMPLE_INTERVAL_S = 0.02
@@ -117,21 +116,6 @@ class Registry:
         response = await client.get(f"{self.url}/v2/auth", params={"scope": scope}, auth=self.credentials)
         response.raise_for_status()
         return {"Authorization": f"Bearer {response.json()['token']}"}
-
-
-@contextlib.asynccontextmanager
-async def bench_database() -> AsyncIterator[str]:
-    """A migrated database of the run's own on the local Postgres, dropped afterwards."""
-    name = f"qs_bench_{uuid.uuid4().hex[:12]}"
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await migrate(f"{base}/{name}")
-        yield f"{base}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @contextlib.asynccontextmanager

@@ -208,9 +208,15 @@ async def set_expiration(
 
 
 async def delete_tag(
-    conn: asyncpg.Connection, repository: Repository, name: str, performer: str | None
+    conn: asyncpg.Connection,
+    repository: Repository,
+    name: str,
+    performer: str | None,
+    *,
+    permanently: bool = False,
 ) -> str:
-    """End the live tag, which enters the time machine, and announce it (TagDeleted); its digest.
+    """End the live tag and announce it (TagDeleted); its digest. The ended tag enters the time
+    machine, unless ``permanently``: then it can never be restored.
 
     TagNotFoundError when the tag is not alive.
     """
@@ -219,7 +225,7 @@ async def delete_tag(
         live = await _live_target(conn, repository.id, name)
         if live is None:
             raise TagNotFoundError(f"no tag {name!r} in this repository")
-        await _end_live_row(conn, live["id"], remove_from_time_machine=False)
+        await _end_live_row(conn, live["id"], remove_from_time_machine=permanently)
         await announce_deleted_tags(
             conn, repository.namespace, repository.name, {name: live["digest"]}, performer
         )
@@ -265,26 +271,6 @@ async def restore_tag(conn: asyncpg.Connection, repository_id: int, name: str, d
             name,
             former["manifest_id"],
         )
-
-
-async def expire_live_tag_permanently(
-    conn: asyncpg.Connection, repository: Repository, name: str, performer: str | None
-) -> str:
-    """End the live tag and take it out of the time machine at once (TagDeleted); its digest.
-
-    TagNotFoundError when the tag is not alive.
-    """
-    async with conn.transaction():
-        await lock_tag(conn, repository.id, name)
-        live = await _live_target(conn, repository.id, name)
-        if live is None:
-            raise TagNotFoundError(f"no tag {name!r} in this repository")
-        await _end_live_row(conn, live["id"], remove_from_time_machine=True)
-        await announce_deleted_tags(
-            conn, repository.namespace, repository.name, {name: live["digest"]}, performer
-        )
-    digest: str = live["digest"]
-    return digest
 
 
 async def remove_from_time_machine(

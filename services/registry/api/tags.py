@@ -239,8 +239,8 @@ async def expire_tag(
     async with access.conn.transaction():
         try:
             if body.is_alive:
-                digest = await tag_lifecycle.expire_live_tag_permanently(
-                    access.conn, access.repository, tag, access.performer
+                digest = await tag_lifecycle.delete_tag(
+                    access.conn, access.repository, tag, access.performer, permanently=True
                 )
             else:
                 digest = _checked_digest(body.manifest_digest or "")
