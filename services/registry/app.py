@@ -11,15 +11,16 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.registry import api, blobs, catalog, health, manifests, metrics, referrers, tags, token, uploads
+from services.registry import api, health, metrics
 from services.registry.context import RegistryContext
-from services.registry.errors import (
+from services.registry.readonly import RefuseWrites
+from services.registry.v2 import blobs, catalog, manifests, referrers, tags, token, uploads
+from services.registry.v2.errors import (
     RegistryError,
     http_error_handler,
     registry_error_handler,
     validation_error_handler,
 )
-from services.registry.readonly import RefuseWrites
 from shared.config import Settings
 from shared.db import create_pool
 from shared.observability import RequestMetrics

@@ -8,8 +8,8 @@ import asyncpg
 from fastapi import Request
 
 from services.registry.credentials_cache import CredentialsCache
-from services.registry.manifest_cache import ManifestCache
-from services.registry.upload_sessions import HasherCache
+from services.registry.v2.manifest_cache import ManifestCache
+from services.registry.v2.upload_sessions import HasherCache
 from shared.config import Settings
 from shared.storage import Locations
 

@@ -1,7 +1,7 @@
 """Refusing writes: the whole registry in read-only mode (Quay's REGISTRY_STATE=readonly), and one
 repository by its state (READ_ONLY, MIRROR, MARKED_FOR_DELETION) on the /api/v1 side.
 
-/v2 writes to a repository whose state refuses them are answered by services.registry.access.
+/v2 writes to a repository whose state refuses them are answered by services.registry.v2.access.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.registry.repositories import Repository
+from services.registry.domain.repositories import Repository
 from shared.auth.identity import Identity
 from shared.auth.mirrors import is_mirror_robot
 

@@ -7,8 +7,8 @@ import contextlib
 
 import asyncpg
 
-from services.registry.notification_delivery import delivering_notifications
-from services.registry.tag_lifecycle import announcing_expired_tags
+from services.registry.domain.notification_delivery import delivering_notifications
+from services.registry.domain.tag_lifecycle import announcing_expired_tags
 from shared.config import Settings
 from shared.db import create_pool
 from shared.events.bus import AmqpPublisher, InProcessBus, Publisher

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.registry.manifest_labels import INVALID_KEY_MESSAGE, RESERVED_PREFIX_MESSAGE
+from services.registry.domain.manifest_labels import INVALID_KEY_MESSAGE, RESERVED_PREFIX_MESSAGE
 from tests.api.conftest import Organization
 from tests.fixtures.registry import Registry
 from tests.support.oci import Image, push_image, random_image

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.registry.tag_lifecycle import announcing_expired_tags, expire_due_tags
+from services.registry.domain.tag_lifecycle import announcing_expired_tags, expire_due_tags
 from tests.api.conftest import Organization
 from tests.fixtures.registry import Registry
 from tests.support.oci import Image, push_image, random_image

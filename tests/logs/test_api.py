@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.registry.repositories import ensure_repository, find_namespace_id
-from services.registry.usage_log_queries import PAGE_SIZE
+from services.registry.domain.repositories import ensure_repository, find_namespace_id
+from services.registry.domain.usage_log_queries import PAGE_SIZE
 from shared.usage_logs import Performer, record
 from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.support.receivers import HttpReceiver, SmtpServer, http_receiver, smtp_server

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from services.registry.usage_log_queries import (
+from services.registry.domain.usage_log_queries import (
     InvalidLogQueryError,
     LogScope,
     TimeRange,

@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from services.registry import notifications
-from services.registry.notifications import Notification, NotificationCreateRequest
-from services.registry.repositories import ensure_repository
+from services.registry.domain import notifications
+from services.registry.domain.notifications import Notification, NotificationCreateRequest
+from services.registry.domain.repositories import ensure_repository
 from shared.auth.accounts import create_organization, create_user
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.registry import notifications
-from services.registry.repositories import ensure_repository, find_namespace_id
+from services.registry.domain import notifications
+from services.registry.domain.repositories import ensure_repository, find_namespace_id
 from tests.fixtures.registry import Account, Registry
 
 

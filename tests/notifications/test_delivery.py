@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.registry.notification_delivery import (
+from services.registry.domain.notification_delivery import (
     CONSUMER_NAME,
     DELIVERY_TIMEOUT_S,
     Deliverer,

@@ -11,7 +11,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from services.registry.notification_delivery import DELIVERY_TIMEOUT_S
+from services.registry.domain.notification_delivery import DELIVERY_TIMEOUT_S
 from services.registry.worker import publisher_for, run_worker
 from shared.config import Settings
 from shared.events.bus import InProcessBus

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from services.registry.manifest_cache import CHANNEL
+from services.registry.v2.manifest_cache import CHANNEL
 from tests.fixtures.registry import Registry
 from tests.support.oci import bearer_header, bearer_token, push_image, random_image
 from tests.support.registry_app import running_registry

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi import HTTPException
 
+from services.registry.domain.repositories import Repository, ensure_repository, find_repository
 from services.registry.readonly import READ_ONLY_MESSAGE, ensure_repository_writable
-from services.registry.repositories import Repository, ensure_repository, find_repository
 from shared.auth.accounts import create_robot, create_user
 from shared.auth.identity import Identity
 from shared.oci.digest import digest_bytes

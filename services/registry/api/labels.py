@@ -14,7 +14,6 @@ from fastapi import Depends, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from services.registry import manifest_labels
 from services.registry.api.common import ApiModel, api_router, bad_request, not_found
 from services.registry.api.repositories import (
     REPOSITORY_PATH,
@@ -22,6 +21,7 @@ from services.registry.api.repositories import (
     readable_repository,
     writable_repository,
 )
+from services.registry.domain import manifest_labels
 from shared.oci.digest import is_digest
 
 router = api_router(tags=["Manifest labels"])

@@ -24,13 +24,13 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import AfterValidator, Field, model_validator
 
-from services.registry import log_export
 from services.registry.api.common import ApiModel, api_router, bad_request, db_connection, not_found
 from services.registry.api.notifications import require_repository_admin
 from services.registry.api.security import ApiCaller, caller_user, require_organization_admin, require_user
-from services.registry.audit import client_ip
 from services.registry.context import RegistryContext, get_context
-from services.registry.usage_log_queries import (
+from services.registry.domain import log_export
+from services.registry.domain.audit import client_ip
+from services.registry.domain.usage_log_queries import (
     InvalidLogQueryError,
     LogScope,
     TimeRange,

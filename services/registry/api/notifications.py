@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from fastapi import Body, Depends, Request, Response
 
-from services.registry import notifications
 from services.registry.api.common import api_router, bad_request, db_connection, forbidden, not_found
 from services.registry.api.security import ApiCaller, caller_user, require_organization_admin, require_user
-from services.registry.audit import client_ip
-from services.registry.notifications import Notification, NotificationCreateRequest, NotificationView
-from services.registry.repositories import Repository, find_repository
+from services.registry.domain import notifications
+from services.registry.domain.audit import client_ip
+from services.registry.domain.notifications import Notification, NotificationCreateRequest, NotificationView
+from services.registry.domain.repositories import Repository, find_repository
 from shared.auth.accounts import find_namespace
 from shared.auth.permissions import namespace_role, repository_role
 from shared.events.models import NotificationTestRequested

@@ -9,9 +9,9 @@ from typing import Any
 
 from fastapi import Depends, Response
 
-from services.registry import repository_permissions as permissions
 from services.registry.api.common import ApiModel, api_router
 from services.registry.api.repositories import REPOSITORY_PATH, RepositoryAccess, administered_repository
+from services.registry.domain import repository_permissions as permissions
 from shared.auth.permissions import Role
 
 router = api_router(tags=["Repository permissions"])

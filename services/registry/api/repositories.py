@@ -20,8 +20,6 @@ from fastapi import BackgroundTasks, Depends, HTTPException, Query, Request, Res
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from services.registry import repository_management as management
-from services.registry import tag_lifecycle
 from services.registry.api.common import (
     ApiModel,
     api_router,
@@ -32,9 +30,11 @@ from services.registry.api.common import (
     not_found,
 )
 from services.registry.api.security import ApiCaller, api_caller
-from services.registry.audit import client_ip
 from services.registry.context import RegistryContext, get_context
-from services.registry.repositories import Repository, find_repository
+from services.registry.domain import repository_management as management
+from services.registry.domain import tag_lifecycle
+from services.registry.domain.audit import client_ip
+from services.registry.domain.repositories import Repository, find_repository
 from shared.auth.accounts import find_namespace
 from shared.auth.api_tokens import Scope
 from shared.auth.permissions import Role, allows, can_create_repository, namespace_role, repository_role

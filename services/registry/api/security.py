@@ -14,9 +14,9 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
-from services.registry.access import identify_basic
 from services.registry.api.common import db_connection, forbidden, not_found
 from services.registry.context import RegistryContext, get_context
+from services.registry.v2.access import identify_basic
 from shared.auth.accounts import Namespace, find_namespace
 from shared.auth.api_callers import ROBOT_SCOPES, ApiCaller, authenticate_api_caller
 from shared.auth.api_callers import unauthorized as _unauthorized

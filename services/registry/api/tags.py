@@ -15,7 +15,6 @@ from fastapi import Depends, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from services.registry import tag_lifecycle
 from services.registry.api.common import ApiModel, api_router, bad_request, format_date, not_found
 from services.registry.api.repositories import (
     REPOSITORY_PATH,
@@ -23,6 +22,7 @@ from services.registry.api.repositories import (
     readable_repository,
     writable_repository,
 )
+from services.registry.domain import tag_lifecycle
 from shared.oci.digest import is_digest
 from shared.oci.names import is_valid_tag
 

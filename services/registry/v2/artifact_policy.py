@@ -10,7 +10,7 @@ config's media type. Indexes are not checked: their children are manifests, chec
 
 from __future__ import annotations
 
-from services.registry.errors import RegistryError
+from services.registry.v2.errors import RegistryError
 from shared.config import Settings
 from shared.oci.manifest import ImageManifest, ParsedManifest
 from shared.oci.mediatypes import OCI_EMPTY_CONFIG, OCI_IMAGE_CONFIG

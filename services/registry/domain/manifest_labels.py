@@ -19,8 +19,8 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel
 
-from services.registry import blobstore, tag_lifecycle
 from services.registry.context import RegistryContext
+from services.registry.domain import blobstore, tag_lifecycle
 from shared.oci.manifest import ImageManifest, ParsedManifest
 from shared.storage import StorageError
 

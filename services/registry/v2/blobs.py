@@ -8,10 +8,15 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from services.registry.access import authorize
-from services.registry.blobstore import linked_blob_size, placement_locations, readable_source, unlink_blob
 from services.registry.context import RegistryContext, get_context
-from services.registry.errors import RegistryError
+from services.registry.domain.blobstore import (
+    linked_blob_size,
+    placement_locations,
+    readable_source,
+    unlink_blob,
+)
+from services.registry.v2.access import authorize
+from services.registry.v2.errors import RegistryError
 from shared.oci.digest import is_digest
 
 router = APIRouter()

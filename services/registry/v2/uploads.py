@@ -14,13 +14,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from services.registry.access import Grant, authorize
-from services.registry.blobs import checked_digest
-from services.registry.blobstore import in_preference_order, link_blob, linked_blob_size, placement_locations
 from services.registry.context import RegistryContext, get_context
-from services.registry.errors import RegistryError
-from services.registry.repositories import Repository
-from services.registry.upload_sessions import (
+from services.registry.domain.blobstore import (
+    in_preference_order,
+    link_blob,
+    linked_blob_size,
+    placement_locations,
+)
+from services.registry.domain.repositories import Repository
+from services.registry.v2.access import Grant, authorize
+from services.registry.v2.blobs import checked_digest
+from services.registry.v2.errors import RegistryError
+from services.registry.v2.upload_sessions import (
     DigestMismatchError,
     InvalidBodyError,
     SessionChangedError,

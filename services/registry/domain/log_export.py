@@ -22,8 +22,14 @@ import aiofiles.os
 import asyncpg
 import httpx
 
-from services.registry.mail import MailError, send_email
-from services.registry.usage_log_queries import LogScope, TimeRange, all_logs, export_document_head, rfc822
+from services.registry.domain.mail import MailError, send_email
+from services.registry.domain.usage_log_queries import (
+    LogScope,
+    TimeRange,
+    all_logs,
+    export_document_head,
+    rfc822,
+)
 from shared.config import Settings
 
 log = logging.getLogger(__name__)

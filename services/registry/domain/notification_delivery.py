@@ -20,9 +20,15 @@ from typing import Any
 import asyncpg
 import httpx
 
-from services.registry import notifications
-from services.registry.mail import MailError, send_email
-from services.registry.notifications import EmailConfig, Notification, Occurrence, SlackConfig, WebhookConfig
+from services.registry.domain import notifications
+from services.registry.domain.mail import MailError, send_email
+from services.registry.domain.notifications import (
+    EmailConfig,
+    Notification,
+    Occurrence,
+    SlackConfig,
+    WebhookConfig,
+)
 from shared.config import Settings
 from shared.events.bus import InProcessBus, Publisher
 from shared.events.consumer import IdempotentConsumer, consuming_from_amqp, subscribe_in_process

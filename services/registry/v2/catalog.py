@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from services.registry.access import identify
 from services.registry.context import RegistryContext, get_context
-from services.registry.manifest_store import Database
-from services.registry.pagination import PageRequest, page_of, page_request
+from services.registry.domain.manifest_store import Database
+from services.registry.v2.access import identify
+from services.registry.v2.pagination import PageRequest, page_of, page_request
 from shared.auth.identity import Identity
 from shared.auth.permissions import ROLE_RANK, repository_rank_sql
 

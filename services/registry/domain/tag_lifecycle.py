@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 import asyncpg
 from pydantic import BaseModel
 
-from services.registry.manifest_store import lock_tag, point_tag
-from services.registry.repositories import Repository
+from services.registry.domain.manifest_store import lock_tag, point_tag
+from services.registry.domain.repositories import Repository
 from shared.events.models import TagDeleted, TagExpired
 from shared.events.outbox import enqueue
 from shared.oci.mediatypes import INDEX_MANIFESTS

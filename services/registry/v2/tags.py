@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from services.registry import manifest_store
-from services.registry.access import authorize
 from services.registry.context import RegistryContext, get_context
-from services.registry.pagination import PageRequest, page_of, page_request
+from services.registry.domain import manifest_store
+from services.registry.v2.access import authorize
+from services.registry.v2.pagination import PageRequest, page_of, page_request
 
 router = APIRouter()
 

@@ -7,12 +7,12 @@ import asyncio
 import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 
-from services.registry import audit, manifest_labels, manifest_store, tag_lifecycle
-from services.registry.access import authorize, identify
-from services.registry.artifact_policy import check_artifact_policy
 from services.registry.context import RegistryContext, get_context
-from services.registry.errors import RegistryError
-from services.registry.manifest_cache import CachedManifest
+from services.registry.domain import audit, manifest_labels, manifest_store, tag_lifecycle
+from services.registry.v2.access import authorize, identify
+from services.registry.v2.artifact_policy import check_artifact_policy
+from services.registry.v2.errors import RegistryError
+from services.registry.v2.manifest_cache import CachedManifest
 from shared.events.models import ManifestPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import is_digest

@@ -29,8 +29,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
-from services.registry.blobstore import has_placement, record_blob, store_chunks_as_blob
-from services.registry.repositories import Repository
+from services.registry.domain.blobstore import has_placement, record_blob, store_chunks_as_blob
+from services.registry.domain.repositories import Repository
 from shared.events.models import BlobPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import new_hasher, parse_digest

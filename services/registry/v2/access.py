@@ -16,8 +16,13 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from services.registry.context import RegistryContext
-from services.registry.errors import RegistryError
-from services.registry.repositories import Repository, ensure_repository, find_namespace_id, find_repository
+from services.registry.domain.repositories import (
+    Repository,
+    ensure_repository,
+    find_namespace_id,
+    find_repository,
+)
+from services.registry.v2.errors import RegistryError
 from shared.auth.accounts import authenticate
 from shared.auth.identity import Identity
 from shared.auth.mirrors import is_mirror_robot

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.registry.access import Caller, allowed_actions, basic_credentials, identify, unauthorized
-from services.registry.audit import client_ip
 from services.registry.context import RegistryContext, get_context
-from services.registry.errors import RegistryError
+from services.registry.domain.audit import client_ip
+from services.registry.v2.access import Caller, allowed_actions, basic_credentials, identify, unauthorized
+from services.registry.v2.errors import RegistryError
 from shared.auth.identity import Identity
 from shared.auth.tokens import Access, issue_token
 from shared.oci.names import is_valid_repository_name, split_repository_name

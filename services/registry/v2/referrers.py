@@ -6,10 +6,10 @@ import json
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from services.registry import manifest_store
-from services.registry.access import authorize
 from services.registry.context import RegistryContext, get_context
-from services.registry.errors import RegistryError
+from services.registry.domain import manifest_store
+from services.registry.v2.access import authorize
+from services.registry.v2.errors import RegistryError
 from shared.oci.digest import is_digest
 from shared.oci.mediatypes import OCI_INDEX
 
