@@ -16,18 +16,32 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.authz.expectations import EXPECTATIONS, ORG_ADMIN, PUBLIC, Expectation, Probe, Rule
+from tests.authz import (
+    expectations_apptokens,
+    expectations_conformance,
+    expectations_entities,
+    expectations_session,
+)
+from tests.authz.expectations import EXPECTATIONS as CORE_EXPECTATIONS
+from tests.authz.expectations import ORG_ADMIN, PUBLIC, Expectation, Probe, Rule
 from tests.authz.routes import filled, registry_operations
 from tests.authz.world import DESCRIPTION, PUBLIC_REPO, TAG, Role, World, unique
 from tests.support.oci import bearer_header, bearer_token
 
 OPERATIONS = registry_operations()
+EXPECTATIONS: dict[str, Expectation] = {
+    **CORE_EXPECTATIONS,
+    **expectations_conformance.EXPECTATIONS,
+    **expectations_session.EXPECTATIONS,
+    **expectations_entities.EXPECTATIONS,
+    **expectations_apptokens.EXPECTATIONS,
+}
 V2_REPOSITORY_OPERATIONS = [operation for operation in OPERATIONS if " /v2/{name:path}/" in operation]
 
 
 def _expectation(operation: str) -> Expectation:
     expectation = EXPECTATIONS.get(operation)
-    assert expectation is not None, f"{operation} has no entry in tests/authz/expectations.py"
+    assert expectation is not None, f"{operation} has no entry in tests/authz/expectations*.py"
     return expectation
 
 

@@ -1,0 +1,7 @@
+"""Authorization-matrix entries for the entities endpoints (merged into the matrix by test_matrix.py)."""
+
+from __future__ import annotations
+
+from tests.authz.expectations import Expectation
+
+EXPECTATIONS: dict[str, Expectation] = {}
