@@ -33,6 +33,7 @@ from shared.auth.accounts import (
 from shared.auth.passwords import generate_secret
 from shared.config import Settings
 from shared.db.migrate import migrate
+from shared.db.stored_names import invalid_stored_names
 from shared.serving import ListenAddress, ServerStartError
 
 T = TypeVar("T")
@@ -134,12 +135,21 @@ def up(
     listen: Annotated[
         str | None, typer.Option(envvar="QUAYSIDE_LISTEN", help="host:port [default: 127.0.0.1:5000].")
     ] = None,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            envvar="QUAYSIDE_TLS",
+            help="Serve HTTPS, with a certificate from a local CA made in the data folder's tls/.",
+        ),
+    ] = False,
 ) -> None:
     """Start the whole suite on embedded defaults and serve until Ctrl-C or SIGTERM.
 
     The first start creates the data folder (embedded PostgreSQL, local storage, token secret) and
     the admin account (QUAYSIDE_ADMIN_USER, default admin) with QUAYSIDE_ADMIN_PASSWORD or a
-    generated password printed once. Later starts reuse everything.
+    generated password printed once. Later starts reuse everything. With --tls it serves HTTPS
+    with a certificate of a local CA (data folder's tls/ca.crt), printing how to trust it.
     """
     # Imported here: the web application is heavy to import and only this command runs it.
     from quayside import embedded
@@ -151,6 +161,8 @@ def up(
             settings = settings.model_copy(update={"data_dir": data_dir})
         if listen is not None:
             settings = settings.model_copy(update={"listen": ListenAddress.parse(listen)})
+        if tls:
+            settings = settings.model_copy(update={"tls": True})
         uvloop.run(embedded.run(settings))
 
 
@@ -160,6 +172,19 @@ def migrate_command(database_url: DatabaseUrlOption = None) -> None:
     with _errors_reported():
         applied = asyncio.run(migrate(database_url or Settings().database_url))
     typer.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
+
+
+@app.command("check-names")
+def check_names(data_dir: DataDirOption = None, database_url: DatabaseUrlOption = None) -> None:
+    """List stored names that break their rules (e.g. ending in a newline); exit status 1 if any."""
+    with _errors_reported():
+        found = asyncio.run(_in_database(data_dir, database_url, invalid_stored_names))
+    for item in found:
+        typer.echo(f"{item.kind} {item.id}: {item.name!r}")
+    if found:
+        typer.echo(f"error: {len(found)} stored names break their rules", err=True)
+        raise typer.Exit(1)
+    typer.echo("every stored name follows its rule")
 
 
 @user_app.command("create")

@@ -8,6 +8,7 @@ starts reuse everything.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,8 +28,10 @@ from services.registry.worker import run_worker
 from shared.config import FilesystemLocation, Settings
 from shared.events.bus import InProcessBus
 from shared.serving import ListenAddress, ListenSetting, serve, stop_event_on_signals
+from shared.tls import LocalCertificates, ensure_local_certificates
 
 STORAGE_LOCATION = "local"
+_WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 class EmbeddedSettings(BaseSettings):
@@ -39,20 +42,36 @@ class EmbeddedSettings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     listen: ListenSetting = ListenAddress.parse("127.0.0.1:5000")
     admin_user: str = "admin"
+    # Serve HTTPS with a certificate from a local CA made in the data folder's tls/.
+    tls: bool = False
     # Used when the admin account is created; None: a generated password is printed once.
     admin_password: str | None = None
 
 
+def _local_host(listen: ListenAddress) -> str:
+    """Where this machine reaches listen: a wildcard listen address on loopback."""
+    return _WILDCARD_TO_LOOPBACK.get(listen.host, listen.host)
+
+
+def certificate_hosts(listen: ListenAddress) -> list[str]:
+    """The names a local server certificate is for: loopback, and the listen host (this machine's
+    name too when listening on every interface)."""
+    extra = [socket.gethostname()] if listen.host in _WILDCARD_TO_LOOPBACK else [listen.host]
+    return list(dict.fromkeys(["127.0.0.1", "localhost", "::1", *extra]))
+
+
 def registry_settings(
-    data_dir: DataDir, dsn: str, token_secret: str, listen: ListenAddress | None = None
+    data_dir: DataDir,
+    dsn: str,
+    token_secret: str,
+    listen: ListenAddress | None = None,
+    tls: LocalCertificates | None = None,
 ) -> Settings:
-    """Settings for the embedded registry and mirror (which pushes to the registry on `listen`);
-    other QUAYSIDE_* variables still apply."""
+    """Settings for the embedded registry and mirror (which pushes to the registry on `listen`,
+    over HTTPS with tls or QUAYSIDE_TLS_CERT_FILE); other QUAYSIDE_* variables still apply."""
     registry = listen or ListenAddress.parse("127.0.0.1:5000")
-    # A wildcard listen address is reached on loopback.
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(registry.host, registry.host)
-    return Settings(
-        registry_url=ListenAddress(host=host, port=registry.port).url,
+    local = ListenAddress(host=_local_host(registry), port=registry.port)
+    settings = Settings(
         database_url=dsn,
         amqp_url=None,
         storage_locations={STORAGE_LOCATION: FilesystemLocation(root=str(data_dir.storage))},
@@ -60,18 +79,47 @@ def registry_settings(
         token_secret=token_secret,
         log_export_dir=str(data_dir.log_exports),
     )
+    if tls:
+        local_ca = {
+            "tls_cert_file": str(tls.server_cert),
+            "tls_key_file": str(tls.server_key),
+            "registry_ca_file": str(tls.ca_cert),
+        }
+        settings = settings.model_copy(update=local_ca)
+    secure = settings.tls_cert_file is not None
+    return settings.model_copy(update={"registry_url": local.https_url if secure else local.url})
 
 
 def _announce(
-    say: Callable[[str], None], settings: EmbeddedSettings, data_dir: DataDir, created_password: str | None
+    say: Callable[[str], None],
+    settings: EmbeddedSettings,
+    data_dir: DataDir,
+    created_password: str | None,
+    tls: LocalCertificates | None,
+    secure: bool,
 ) -> None:
-    say(f"Quayside registry on {settings.listen.url} (data in {data_dir.root})")
+    url = settings.listen.https_url if secure else settings.listen.url
+    say(f"Quayside registry on {url} (data in {data_dir.root})")
     if created_password is not None and settings.admin_password is None:
         say(f"Admin account created: {settings.admin_user} / {created_password}")
         say("This password is shown once: keep it now.")
     elif created_password is not None:
         say(f"Admin account created: {settings.admin_user}, password from QUAYSIDE_ADMIN_PASSWORD")
-    say(f"Log in: skopeo login --tls-verify=false -u {settings.admin_user} {settings.listen.authority}")
+    if tls:
+        _announce_trust(say, settings.listen, tls)
+    elif not secure:
+        say(f"Log in: skopeo login --tls-verify=false -u {settings.admin_user} {settings.listen.authority}")
+
+
+def _announce_trust(say: Callable[[str], None], listen: ListenAddress, tls: LocalCertificates) -> None:
+    authority = ListenAddress(host=_local_host(listen), port=listen.port).authority
+    say(f"TLS certificate issued by the local CA {tls.ca_cert}; trust it with:")
+    say(f"  curl --cacert {tls.ca_cert} https://{authority}/v2/")
+    say(f"  skopeo login --cert-dir {tls.ca_cert.parent} {authority}   (also skopeo copy/inspect --cert-dir)")
+    say(
+        f"  mkdir -p /etc/containers/certs.d/{authority} && cp {tls.ca_cert} /etc/containers/certs.d/{authority}/ca.crt"
+    )
+    say("  (podman, buildah and skopeo then trust it without flags)")
 
 
 def _say(line: str) -> None:
@@ -87,13 +135,18 @@ async def run(settings: EmbeddedSettings, say: Callable[[str], None] = _say) -> 
     data_dir = DataDir(settings.data_dir)
     await asyncio.to_thread(data_dir.storage.mkdir, parents=True, exist_ok=True)
     token_secret = await asyncio.to_thread(load_or_create_token_secret, data_dir.token_secret_file)
+    tls = (
+        await asyncio.to_thread(ensure_local_certificates, data_dir.tls, certificate_hosts(settings.listen))
+        if settings.tls
+        else None
+    )
     async with embedded_database(data_dir) as dsn:
         created_password = await ensure_admin(dsn, settings.admin_user, settings.admin_password)
-        config = registry_settings(data_dir, dsn, token_secret, settings.listen)
-        _announce(say, settings, data_dir, created_password)
+        config = registry_settings(data_dir, dsn, token_secret, settings.listen, tls)
+        _announce(say, settings, data_dir, created_password, tls, config.tls_cert_file is not None)
         app = create_app(config)
         include_mirror_api(app, config)
-        await serve(app, settings.listen, _workers(config), stop)
+        await serve(app, settings.listen, _workers(config), stop, settings=config)
 
 
 async def _workers(config: Settings) -> None:

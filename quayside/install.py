@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import asyncpg
+import psutil
 
 from shared.auth.accounts import create_user
 from shared.auth.passwords import generate_secret
@@ -48,6 +49,11 @@ class DataDir:
     @property
     def log_exports(self) -> Path:
         return self.root / "log-exports"
+
+    @property
+    def tls(self) -> Path:
+        """The local CA and server certificate of `quayside up --tls`."""
+        return self.root / "tls"
 
     @property
     def token_secret_file(self) -> Path:
@@ -86,7 +92,30 @@ def start_postgres(pgdata: Path, *, stop_at_exit: bool = True) -> PostgresServer
         # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver only keeps a lock file there.
         warnings.simplefilter("ignore")
         import pgserver
+    _forget_dead_holders(pgdata)
     return pgserver.get_server(pgdata, cleanup_mode="stop" if stop_at_exit else None)
+
+
+def _forget_dead_holders(pgdata: Path) -> None:
+    """Drop the processes that died without letting go from pgserver's list of the server's holders.
+
+    pgserver stops the server when its last holder lets go, and a holder killed with SIGKILL never
+    takes itself off the list: without this, no later stop would stop the server again.
+    """
+    from pgserver.postgres_server import PostgresServer
+    from pgserver.utils import DiskList
+
+    holders = DiskList(pgdata / ".handle_pids.json")
+    with PostgresServer._lock:
+        if holders.path.exists():
+            holders.put([pid for pid in holders.get() if _is_alive(pid)])
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def postgres_dsn(server: PostgresServer, database: str) -> str:

@@ -6,9 +6,15 @@ format ``detail`` as a string, so it is always one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 ERROR_TYPE_BY_STATUS: dict[int, str] = {
     400: "invalid_request",
@@ -24,7 +30,9 @@ ERROR_TYPE_BY_STATUS: dict[int, str] = {
 
 
 def quay_error_body(status: int, detail: str, error_type: str | None = None) -> dict[str, object]:
-    kind = error_type or ERROR_TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request")
+    kind = error_type or ERROR_TYPE_BY_STATUS.get(
+        status, "server_error" if status >= 500 else "invalid_request"
+    )
     return {
         "detail": detail,
         "error_message": detail,
@@ -42,4 +50,40 @@ def quay_error_response(
     error_type: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(quay_error_body(status, detail, error_type), status_code=status, headers=dict(headers or {}))
+    return JSONResponse(
+        quay_error_body(status, detail, error_type), status_code=status, headers=dict(headers or {})
+    )
+
+
+def validation_detail(errors: Sequence[Mapping[str, Any]]) -> str:
+    """Validation items as one string naming each wrong field: 'body.limit_bytes: Input should be …'."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item.get('loc', ())) or 'body'}: {item.get('msg', 'invalid value')}"
+        for item in errors
+    )
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path, for a 405's ``Allow`` header."""
+    methods: set[str] = set()
+    # FastAPI keeps included routers nested: iter_route_contexts walks down to every route.
+    for route in iter_route_contexts(request.app.router.routes):
+        if route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def quay_http_error_handler(request: Request, error: Exception) -> JSONResponse:
+    """An ``HTTPException`` (raised by an endpoint, or the router's 404/405) in Quay's shape."""
+    assert isinstance(error, HTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+    return quay_error_response(error.status_code, detail, headers=headers)
+
+
+async def quay_validation_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """A request that fails validation: 400, ``detail`` naming the wrong fields."""
+    assert isinstance(error, RequestValidationError)
+    return quay_error_response(400, validation_detail(error.errors()))

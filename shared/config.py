@@ -25,6 +25,9 @@ class S3Location(BaseModel):
     redirect_downloads: bool = False
     presign_expiry_s: int = 600
     multipart_chunk_bytes: int = 16 * 1024 * 1024
+    # https endpoints: verify the certificate (false: do not), against this CA bundle when set.
+    verify_tls: bool = True
+    ca_bundle: str | None = None
 
 
 StorageLocation = Annotated[FilesystemLocation | S3Location, Field(discriminator="driver")]
@@ -93,7 +96,13 @@ class Settings(BaseSettings):
     token_issuer: str = "quayside"
     token_service: str = "quayside"
     token_ttl_s: int = 300
+    # Web sessions (POST /api/v1/signin): how long one lasts; signing in again starts a new one.
+    session_ttl_s: int = Field(default=12 * 3600, gt=0, le=365 * 86_400)
     max_manifest_bytes: int = 4 * 1024 * 1024
+    # Quay's APP_SPECIFIC_TOKEN_EXPIRATION: lifetime of new app-specific tokens; None: they never expire.
+    app_token_expiration_s: int | None = Field(default=None, gt=0, le=100 * 365 * 86_400)
+    # How often each registry process writes the pull counts it gathered (and at shutdown).
+    pull_stats_flush_interval_s: float = Field(default=5.0, gt=0)
 
     # Outgoing e-mail (notifications, log exports): a plain SMTP relay, no authentication.
     smtp_host: str = "127.0.0.1"
@@ -104,6 +113,8 @@ class Settings(BaseSettings):
 
     # Repository mirroring (services/mirror). The registry's /v2 API, where mirrors push as their robot.
     registry_url: str = "http://127.0.0.1:5000"
+    # The CA that registry's HTTPS certificate chains to; unset: the system's trusted CAs.
+    registry_ca_file: str | None = None
     # Quay's REPO_MIRROR_ROLLBACK: a failed sync puts every tag back as it was before the sync;
     # false: best effort, the tags synced stay and the failed ones are reported.
     repo_mirror_rollback: bool = False
@@ -124,10 +135,13 @@ class Settings(BaseSettings):
 
     # Quay's REGISTRY_STATE: "readonly" serves pulls and reads and refuses every write, /v2 and /api/v1.
     registry_state: Literal["normal", "readonly"] = "normal"
-    # Quay's OCI artifact policy, enforced on manifest push (services/registry/artifact_policy.py).
-    # FEATURE_GENERAL_OCI_SUPPORT false: images only. ALLOWED_OCI_ARTIFACT_TYPES: an artifact's type
-    # (artifactType, else its config's media type) -> the layer media types it may hold besides image
-    # layers. IGNORE_UNKNOWN_MEDIATYPES: any media type is accepted.
+    # The OCI artifact policy, enforced on manifest push (services/registry/v2/artifact_policy.py). By
+    # default any media type is accepted (OCI 1.1: artifacts of any type are first-class). Opt-in
+    # restrictions: RESTRICT_OCI_ARTIFACT_TYPES true: images and ALLOWED_OCI_ARTIFACT_TYPES only, an
+    # artifact's type (artifactType, else its config's media type) -> the layer media types it may hold
+    # besides image layers (default: Quay's list). FEATURE_GENERAL_OCI_SUPPORT false: images only.
+    # IGNORE_UNKNOWN_MEDIATYPES true: any media type, whatever the other two say.
+    restrict_oci_artifact_types: bool = False
     feature_general_oci_support: bool = True
     allowed_oci_artifact_types: dict[str, list[str]] = Field(
         default_factory=lambda: {kind: list(layers) for kind, layers in DEFAULT_OCI_ARTIFACT_TYPES.items()}
@@ -138,6 +152,37 @@ class Settings(BaseSettings):
     # space is below this fraction of its disk (Quay's DISKSPACE_HEALTH_WARNING_THRESHOLD).
     health_check_timeout_s: float = Field(default=3.0, gt=0)
     disk_space_warning_threshold: float = Field(default=0.1, ge=0, le=1)
+
+    # Failed-login lockouts (shared/auth/login_limits.py, docs/credentials.md): failures of one account
+    # from one address, and from one address in all, before a lockout; the first lockout, doubled per
+    # further failure up to the longest; how long a failure is remembered.
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=30, ge=1)
+    login_lockout_base_s: float = Field(default=1.0, gt=0)
+    login_lockout_max_s: float = Field(default=900.0, gt=0)
+    login_failure_memory_s: float = Field(default=3600.0, gt=0)
+
+    # Connection limits of every HTTP server (shared/serving.py, shared/http_guard.py;
+    # docs/tls-and-limits.md). A request's line and headers must arrive within header_timeout_s of
+    # its first byte (or of the connection's opening); a body read waits at most body_timeout_s for
+    # the next piece; an idle keep-alive connection is closed after keep_alive_s. Per process, at
+    # most max_connections connections and requests at once (beyond: 503), and at most
+    # max_uploads_per_client blob upload requests at once from one client address (beyond: 429).
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=60.0, gt=0)
+    http_keep_alive_s: float = Field(default=15.0, gt=0)
+    http_max_connections: int = Field(default=1000, ge=1)
+    http_max_uploads_per_client: int = Field(default=16, ge=1)
+    # /docs, /redoc and /openapi.json; /metrics (mirror metrics carry repository names).
+    http_api_docs: bool = False
+    http_metrics: bool = True
+    # TLS of the HTTP servers: certificate chain and key (PEM), reloaded on SIGHUP or when a file
+    # changes (looked at every reload_interval_s); with client_ca_file, clients must present a
+    # certificate issued by that CA (mutual TLS). Unset: plain HTTP.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    tls_reload_interval_s: float = Field(default=5.0, gt=0)
 
     @field_validator("storage_preference", mode="before")
     @classmethod

@@ -6,13 +6,19 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import NoDecode
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from shared.config import Settings
+from shared.tls import ReloadingServerContext, TlsFiles
 
 # Open requests get this long to finish once the process is asked to stop.
 _GRACEFUL_SHUTDOWN_S = 10
@@ -55,6 +61,10 @@ class ListenAddress(BaseModel):
     def url(self) -> str:
         return f"http://{self.authority}"
 
+    @property
+    def https_url(self) -> str:
+        return f"https://{self.authority}"
+
 
 # A settings field holding a ListenAddress, read from `host:port` text rather than JSON.
 ListenSetting = Annotated[ListenAddress, NoDecode]
@@ -67,6 +77,83 @@ def stop_event_on_signals() -> asyncio.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     return stop
+
+
+_REQUEST_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n"
+)
+
+
+class _HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus a deadline for each request's line and headers.
+
+    uvicorn bounds only the idle time between requests; a client that opens a connection and never
+    finishes its headers would hold it forever. The deadline runs from the connection's opening
+    (first request) or the request's first byte, and ends the connection with a 408.
+    """
+
+    header_timeout_s = 10.0
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_too_late)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_late(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
+            self.transport.close()
+
+
+def _protocol_with_header_timeout(timeout_s: float) -> type[HttpToolsProtocol]:
+    return type("HeaderDeadlineProtocol", (_HeaderDeadlineProtocol,), {"header_timeout_s": timeout_s})
+
+
+def tls_files(settings: Settings) -> TlsFiles | None:
+    """The TLS files settings name, None for plain HTTP; ValueError when only one of cert and key is set."""
+    if settings.tls_cert_file is None and settings.tls_key_file is None:
+        return None
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise ValueError("QUAYSIDE_TLS_CERT_FILE and QUAYSIDE_TLS_KEY_FILE must be set together")
+    client_ca = settings.tls_client_ca_file
+    return TlsFiles(
+        cert_file=Path(settings.tls_cert_file),
+        key_file=Path(settings.tls_key_file),
+        client_ca_file=Path(client_ca) if client_ca else None,
+    )
+
+
+async def _server_tls(settings: Settings) -> ReloadingServerContext | None:
+    files = tls_files(settings)
+    if files is None:
+        return None
+    try:
+        return await ReloadingServerContext.load(files)
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerStartError(f"TLS certificate or key unusable ({files.cert_file}): {exc}") from exc
 
 
 class _Server(uvicorn.Server):
@@ -101,23 +188,31 @@ async def serve(
     worker: Coroutine[Any, Any, None],
     stop: asyncio.Event,
     sock: socket.socket | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Serve app on address (or on an already bound sock) with worker running beside it, until stop
     is set or the worker ends.
 
-    On the way out the server finishes open requests and runs the app's shutdown, then the worker
-    is cancelled. Raises ServerStartError when the server cannot start, and the worker's exception
-    when the worker failed.
+    Connection limits and TLS come from settings (QUAYSIDE_HTTP_*, QUAYSIDE_TLS_*; read from the
+    environment when None). On the way out the server finishes open requests and runs the app's
+    shutdown, then the worker is cancelled. Raises ServerStartError when the server cannot start,
+    and the worker's exception when the worker failed.
     """
+    settings = settings or Settings()
+    tls = await _server_tls(settings)
     server = _Server(
         uvicorn.Config(
             app,
             host=address.host,
             port=address.port,
+            http=_protocol_with_header_timeout(settings.http_header_timeout_s),
             lifespan="on",
             # Requests are counted by /metrics and audited in usage logs; a log line each costs ~15%.
             access_log=False,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
+            timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]
+            limit_concurrency=settings.http_max_connections,
+            ssl_context_factory=(lambda _config, _default: tls.listening) if tls else None,
         )
     )
 
@@ -128,14 +223,16 @@ async def serve(
     worker_task.add_done_callback(request_exit)
     stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
     stop_task.add_done_callback(request_exit)
+    tls_task = asyncio.create_task(tls.watch(settings.tls_reload_interval_s)) if tls else None
     try:
         await server.serve(sockets=[sock] if sock else None)
     except SystemExit as exc:
         # uvicorn exits the process on startup failures; the caller decides what that means.
         raise ServerStartError(f"the server on {address.url} did not start") from exc
     finally:
-        stop_task.cancel()
-        worker_task.cancel()
-        await asyncio.wait({stop_task, worker_task})
+        background = {stop_task, worker_task, *([tls_task] if tls_task else [])}
+        for task in background:
+            task.cancel()
+        await asyncio.wait(background)
     if not worker_task.cancelled() and (error := worker_task.exception()) is not None:
         raise error

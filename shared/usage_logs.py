@@ -22,6 +22,8 @@ KINDS: frozenset[str] = frozenset(
         "user_change_email",
         "user_change_password",
         "user_change_tag_expiration",
+        "user_enable",
+        "user_disable",
         "login_success",
         "login_failure",
         "create_robot",
@@ -29,6 +31,11 @@ KINDS: frozenset[str] = frozenset(
         "regenerate_robot_token",
         "create_app_specific_token",
         "revoke_app_specific_token",
+        # OAuth applications of organizations
+        "create_application",
+        "update_application",
+        "delete_application",
+        "reset_application_client_secret",
         # organizations and teams
         "org_create",
         "org_delete",
@@ -64,6 +71,9 @@ KINDS: frozenset[str] = frozenset(
         "permanently_delete_tag",
         "manifest_label_add",
         "manifest_label_delete",
+        "create_immutability_policy",
+        "update_immutability_policy",
+        "delete_immutability_policy",
         # mirroring
         "repo_mirror_enabled",
         "repo_mirror_disabled",
@@ -83,6 +93,9 @@ KINDS: frozenset[str] = frozenset(
         "org_create_quota_limit",
         "org_change_quota_limit",
         "org_delete_quota_limit",
+        # global messages
+        "create_global_message",
+        "delete_global_message",
         # notifications and logs
         "add_repo_notification",
         "delete_repo_notification",

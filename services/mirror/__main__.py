@@ -17,6 +17,7 @@ from services.mirror.app import create_app
 from services.mirror.worker import run_mirror_worker
 from shared.config import Settings
 from shared.db.migrate import migrate
+from shared.http_guard import NO_STORE, install_http_guard
 from shared.serving import ListenAddress, ListenSetting, ServerStartError, serve, stop_event_on_signals
 
 log = logging.getLogger("services.mirror")
@@ -36,7 +37,9 @@ async def run(settings: Settings, address: ListenAddress) -> None:
     applied = await migrate(settings.database_url)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    await serve(create_app(settings), address, run_mirror_worker(settings), stop)
+    app = create_app(settings)
+    install_http_guard(app, settings, {"/api/v1": (NO_STORE,)})
+    await serve(app, address, run_mirror_worker(settings), stop, settings=settings)
 
 
 def main() -> None:

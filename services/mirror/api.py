@@ -1,8 +1,9 @@
 """Quay's repository mirroring API: GET|POST|PUT /api/v1/repository/{ns}/{repo}/mirror,
 POST …/mirror/sync-now and POST …/mirror/sync-cancel.
 
-Callers authenticate as for every /api/v1 endpoint (shared.auth.api_callers) and need the
-'repo:admin' scope and admin permission on the repository. Refusals answer ``{"detail": ...}``: 400
+Callers authenticate as for every /api/v1 endpoint (shared.auth.api_callers, or a web session:
+shared.auth.sessions) and need the 'repo:admin' scope and admin permission on the repository.
+Refusals answer Quay's error JSON: 400
 for invalid input, 401 without credentials, 403 without admin permission, 404 for an unknown
 repository or mirror (and for a repository the caller may not see), 409 for a second mirror.
 Upstream passwords are stored encrypted and never answered.
@@ -39,10 +40,12 @@ from services.mirror.credentials import SecretBox, UnreadableSecretError
 from services.mirror.jobs import SyncProgress, SyncReport
 from services.mirror.patterns import InvalidPatternError, parse_patterns
 from services.mirror.upstream import ExternalReference, InvalidReferenceError
+from shared.api_errors import validation_detail
 from shared.auth.accounts import authenticate
 from shared.auth.api_callers import ApiCaller, authenticate_api_caller, unauthorized
 from shared.auth.identity import Identity
 from shared.auth.permissions import repository_role
+from shared.auth.sessions import session_api_caller
 from shared.config import Settings
 from shared.usage_logs import record
 
@@ -96,6 +99,9 @@ async def api_caller(
     async def authenticate_basic(username: str, secret: str) -> Identity | None:
         return await authenticate(conn, username, secret)
 
+    session = await session_api_caller(request, conn)
+    if session is not None:
+        return session
     return await authenticate_api_caller(
         conn,
         bearer=bearer.credentials if bearer is not None else None,
@@ -138,7 +144,9 @@ async def administered_repository(
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    """Unknown fields are ignored, as Quay does (e.g. its own ``skopeo_timeout_interval``)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class RootRule(_Body):
@@ -194,13 +202,6 @@ class MirrorView(BaseModel):
     last_sync: SyncReport | None = Field(default=None)
 
 
-def _summary(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
-        for item in error.errors(include_url=False)
-    )
-
-
 async def _read_body(request: Request, model: type[BodyT]) -> BodyT:
     try:
         document = await request.json()
@@ -213,7 +214,7 @@ async def _read_body(request: Request, model: type[BodyT]) -> BodyT:
     try:
         return model.model_validate(document)
     except ValidationError as error:
-        raise bad_request(_summary(error)) from error
+        raise bad_request(validation_detail(error.errors(include_url=False))) from error
 
 
 def _format_date(moment: datetime | None) -> str | None:
@@ -254,7 +255,9 @@ def _checked_config(config: dict[str, Any]) -> ExternalRegistryConfig:
     try:
         return ExternalRegistryConfig.model_validate(config)
     except ValidationError as error:
-        raise bad_request(f"external_registry_config: {_summary(error)}") from error
+        raise bad_request(
+            f"external_registry_config: {validation_detail(error.errors(include_url=False))}"
+        ) from error
 
 
 def _merged(stored: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:

@@ -11,16 +11,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 
 from services.mirror import api
 from services.mirror.api import MirrorContext, get_mirror_context
 from services.mirror.credentials import SecretBox
+from shared.api_errors import quay_http_error_handler, quay_validation_error_handler
+from shared.auth.sessions import NextCsrfToken
 from shared.config import Settings
 from shared.db import create_pool
+from shared.http_input import InputGuard, database_input_handler
 
 _HEALTH_TIMEOUT_S = 2.0
 _API_POOL_SIZE = 4
@@ -56,11 +60,6 @@ async def mirror_context(settings: Settings) -> AsyncIterator[MirrorContext]:
         await pool.close()
 
 
-async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    return JSONResponse({"detail": str(error)}, status_code=400)
-
-
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +68,11 @@ def create_app(settings: Settings) -> FastAPI:
             yield
 
     app = FastAPI(title="Quayside mirror", lifespan=lifespan)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, quay_validation_error_handler)
+    app.add_exception_handler(HTTPException, quay_http_error_handler)
+    app.add_middleware(NextCsrfToken)
+    app.add_exception_handler(asyncpg.DataError, database_input_handler)
+    app.add_middleware(InputGuard, max_body_bytes=api.MAX_BODY_BYTES)
     app.include_router(api.router)
     app.include_router(operations)
     return app

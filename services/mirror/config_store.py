@@ -23,7 +23,7 @@ WAKE_CHANNEL = "quayside_mirror"
 class ProxyConfig(BaseModel):
     """Proxies for the upstream's requests (Quay's external_registry_config.proxy)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     http_proxy: str | None = None
     https_proxy: str | None = None
@@ -36,7 +36,7 @@ class ExternalRegistryConfig(BaseModel):
     ``unsigned_images`` is kept for Quay compatibility: images are mirrored whether signed or not.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     verify_tls: bool = True
     unsigned_images: bool = False

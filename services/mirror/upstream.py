@@ -29,10 +29,10 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _TAGS_PAGE_SIZE = 1000
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REFERENCE = re.compile(
-    r"^(?:(?P<scheme>https?)://)?"
+    r"(?:(?P<scheme>https?)://)?"
     r"(?P<registry>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
     r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?)"
-    rf"/(?P<repository>{_COMPONENT}(?:/{_COMPONENT})*)$"
+    rf"/(?P<repository>{_COMPONENT}(?:/{_COMPONENT})*)"
 )
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io"})
@@ -65,7 +65,7 @@ class ExternalReference(BaseModel):
     def parse(cls, text: str) -> ExternalReference:
         """Read 'registry.example.com[:port]/path/name'; Docker Hub names get its API host and
         the 'library/' prefix of its official images. InvalidReferenceError otherwise."""
-        match = _REFERENCE.match(text.strip())
+        match = _REFERENCE.fullmatch(text.strip())
         if match is None or len(match.group("repository")) > 255:
             raise InvalidReferenceError(
                 f"invalid external_reference {text!r}: expected '<registry host[:port]>/<repository>'"

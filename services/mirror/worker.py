@@ -24,6 +24,7 @@ from services.mirror.sync import MirrorSync
 from services.mirror.upstream import ExternalReference, InvalidReferenceError, UpstreamRegistry
 from shared.config import Settings
 from shared.db import create_pool
+from shared.tls import client_verification
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,10 @@ async def run_mirror_worker(settings: Settings) -> None:
     pool = await create_pool(settings.database_url, max_size=settings.mirror_workers * 2 + 2)
     try:
         timeout = httpx.Timeout(settings.mirror_upstream_timeout_s)
-        async with httpx.AsyncClient(base_url=settings.registry_url, timeout=timeout) as registry:
+        verify = await asyncio.to_thread(client_verification, settings.registry_ca_file)
+        async with httpx.AsyncClient(
+            base_url=settings.registry_url, timeout=timeout, verify=verify
+        ) as registry:
             await MirrorWorkers(settings, pool, registry).run()
     finally:
         await pool.close()

@@ -8,8 +8,11 @@ import asyncpg
 from fastapi import Request
 
 from services.registry.credentials_cache import CredentialsCache
+from services.registry.domain.pull_stats import PullStats
 from services.registry.v2.manifest_cache import ManifestCache
+from services.registry.v2.pull_permissions import PullPermissions
 from services.registry.v2.upload_sessions import HasherCache
+from shared.auth.login_limits import LoginLimiter, LoginLimits
 from shared.config import Settings
 from shared.storage import Locations
 
@@ -22,6 +25,12 @@ class RegistryContext:
     credentials: CredentialsCache = field(default_factory=CredentialsCache)
     upload_hashers: HasherCache = field(default_factory=HasherCache)
     manifests: ManifestCache = field(default_factory=ManifestCache)
+    pull_permissions: PullPermissions = field(default_factory=PullPermissions)
+    pull_stats: PullStats = field(default_factory=PullStats)
+    logins: LoginLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logins = LoginLimiter(self.pool, LoginLimits.from_settings(self.settings))
 
 
 async def get_context(request: Request) -> RegistryContext:

@@ -87,13 +87,13 @@ async def run(settings: Settings, process: ProcessSettings) -> None:
     sock = shared_listening_socket(process.listen)
     address = ListenAddress(host=process.listen.host, port=sock.getsockname()[1])
     if process.http_replica:
-        await serve(app, address, _forever(), stop, sock)
+        await serve(app, address, _forever(), stop, sock, settings)
         return
     applied = await migrate(settings.database_url)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
     async with _http_replicas(address, process.http_processes - 1):
-        await serve(app, address, run_worker(settings, publisher_for(settings)), stop, sock)
+        await serve(app, address, run_worker(settings, publisher_for(settings)), stop, sock, settings)
 
 
 def main() -> None:

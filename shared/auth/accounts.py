@@ -7,6 +7,7 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel
 
+from shared.auth.app_tokens import APP_TOKEN_USERNAME, authenticate_app_token
 from shared.auth.identity import Identity
 from shared.auth.names import InvalidNameError, check_namespace_name, check_robot_shortname
 from shared.auth.passwords import generate_secret, hash_secret, verify_secret
@@ -226,13 +227,19 @@ async def purge_namespaces_marked_for_deletion(
 
 
 async def authenticate(conn: asyncpg.Connection, username: str, secret: str) -> Identity | None:
-    """Check a user's password or a robot's token ('<namespace>+<shortname>'); None when wrong."""
+    """Check a user's password, a robot's token ('<namespace>+<shortname>') or an app-specific
+    token (username '$app'); None when wrong."""
+    if username == APP_TOKEN_USERNAME:
+        return await authenticate_app_token(conn, secret)
     if "+" in username:
         return await _authenticate_robot(conn, username, secret)
     row = await conn.fetchrow(
-        "SELECT id, namespace_id, password_hash, is_superuser FROM app_user WHERE username = $1", username
+        "SELECT id, namespace_id, password_hash, is_superuser FROM app_user WHERE username = $1 AND enabled",
+        username,
     )
-    if row is None or not await verify_secret(row["password_hash"], secret):
+    # Unknown names are verified against a stand-in hash: both answers take as long.
+    verified = await verify_secret(row["password_hash"] if row else None, secret)
+    if row is None or not verified:
         return None
     return Identity(
         kind="user",
@@ -247,11 +254,14 @@ async def _authenticate_robot(conn: asyncpg.Connection, username: str, token: st
     namespace, _, shortname = username.partition("+")
     row = await conn.fetchrow(
         "SELECT r.id, r.namespace_id, r.token_hash FROM robot r JOIN namespace n ON n.id = r.namespace_id"
-        " WHERE n.name = $1 AND r.shortname = $2 AND NOT n.marked_for_deletion",
+        " WHERE n.name = $1 AND r.shortname = $2 AND NOT n.marked_for_deletion"
+        # The robots of a disabled user are disabled with it (as Quay's).
+        " AND NOT EXISTS (SELECT 1 FROM app_user u WHERE u.namespace_id = n.id AND NOT u.enabled)",
         namespace,
         shortname,
     )
-    if row is None or not await verify_secret(row["token_hash"], token):
+    verified = await verify_secret(row["token_hash"] if row else None, token)
+    if row is None or not verified:
         return None
     return Identity(kind="robot", id=row["id"], name=username, namespace_id=row["namespace_id"])
 

@@ -65,7 +65,8 @@ async def authenticate_api_caller(
             raise unauthorized("invalid API token")
         return ApiCaller(identity=holder.identity, scopes=holder.scopes)
     if basic is not None:
-        identity = await authenticate_basic(*basic)
+        # No account has a NUL in its name or secret (PostgreSQL stores none): refused unlooked-up.
+        identity = None if "\0" in "".join(basic) else await authenticate_basic(*basic)
         if identity is None:
             raise unauthorized("invalid username or password", "Basic")
         return ApiCaller(identity=identity, scopes=SCOPES if identity.kind == "user" else ROBOT_SCOPES)

@@ -126,7 +126,7 @@ async def authenticate_api_token(conn: asyncpg.Connection, token: str) -> TokenH
     row = await conn.fetchrow(
         "SELECT t.id, t.scopes, t.expires_at <= now() AS expired,"
         " u.id AS user_id, u.username, u.namespace_id, u.is_superuser"
-        " FROM api_token t JOIN app_user u ON u.id = t.user_id WHERE t.token_hash = $1",
+        " FROM api_token t JOIN app_user u ON u.id = t.user_id WHERE t.token_hash = $1 AND u.enabled",
         _digest(token),
     )
     if row is None:

@@ -1,10 +1,15 @@
-"""Apply the SQL files in migrations/ in name order, each once, recorded in schema_migration."""
+"""Apply the SQL files in migrations/ in name order, each once, recorded in schema_migration.
+
+Applying 0013_stored_names_check also runs, that once, the check of stored names (stored_names).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import asyncpg
+
+from shared.db import stored_names
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Serialises concurrent migrators (several services starting at once).
@@ -30,6 +35,8 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
             applied_now.append(path.name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_KEY)
+    if stored_names.CHECK_MIGRATION in applied_now:
+        await stored_names.warn_of_invalid_stored_names(conn)
     return applied_now
 
 

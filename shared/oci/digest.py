@@ -6,7 +6,7 @@ import hashlib
 import re
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
-_DIGEST = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")
+_DIGEST = re.compile(r"(sha256|sha512):([a-f0-9]+)")
 
 
 class InvalidDigestError(ValueError):
@@ -15,7 +15,7 @@ class InvalidDigestError(ValueError):
 
 def parse_digest(value: str) -> tuple[str, str]:
     """Return (algorithm, hex) of a sha256/sha512 digest; InvalidDigestError otherwise."""
-    match = _DIGEST.match(value)
+    match = _DIGEST.fullmatch(value)
     if match is None or len(match.group(2)) != _HEX_LENGTH[match.group(1)]:
         raise InvalidDigestError(f"invalid digest {value!r}")
     return match.group(1), match.group(2)

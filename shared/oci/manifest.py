@@ -9,10 +9,12 @@ type). Unknown properties are ignored, as the image spec requires of readers.
 from __future__ import annotations
 
 import json
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.bounded_json import INT64_MAX, JsonBoundsError, is_storable_text, loads_bounded
 from shared.oci.digest import digest_bytes, parse_digest
 from shared.oci.mediatypes import (
     DOCKER_MANIFEST,
@@ -38,17 +40,30 @@ class InvalidManifestError(ValueError):
     """The document is not a manifest the registry accepts; the message says why."""
 
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _without_control_characters(value: str) -> str:
+    # Media types are RFC 6838 names: control characters (NUL among them) have no place in one.
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError("a media type cannot contain control characters")
+    return value
+
+
+MediaType = Annotated[str, Field(min_length=1), AfterValidator(_without_control_characters)]
+
+
 class Descriptor(BaseModel):
     """An OCI content descriptor (image-spec descriptor.md)."""
 
     model_config = ConfigDict(strict=True, frozen=True, populate_by_name=True)
 
-    media_type: str = Field(alias="mediaType", min_length=1)
+    media_type: MediaType = Field(alias="mediaType")
     digest: str
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=INT64_MAX)
     urls: list[str] | None = None
     annotations: dict[str, str] | None = None
-    artifact_type: str | None = Field(default=None, alias="artifactType")
+    artifact_type: MediaType | None = Field(default=None, alias="artifactType")
 
     @field_validator("digest")
     @classmethod
@@ -66,10 +81,18 @@ class _Document(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, populate_by_name=True)
 
     schema_version: Literal[2] = Field(alias="schemaVersion")
-    media_type: str | None = Field(default=None, alias="mediaType")
-    artifact_type: str | None = Field(default=None, alias="artifactType")
+    media_type: MediaType | None = Field(default=None, alias="mediaType")
+    artifact_type: MediaType | None = Field(default=None, alias="artifactType")
     subject: Descriptor | None = None
     annotations: dict[str, str] | None = None
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _integer_two(cls, value: Any) -> Any:
+        # Literal[2] alone also takes 2.0; the image spec wants the integer.
+        if type(value) is not int:
+            raise ValueError("schemaVersion must be the integer 2")
+        return value
 
 
 class ImageManifest(_Document):
@@ -129,7 +152,15 @@ class ParsedManifest(BaseModel):
 
     @property
     def annotations(self) -> dict[str, str] | None:
-        return self.document.annotations
+        """The annotations that can be stored as text (labels, the referrers list): the spec allows
+        any string, but PostgreSQL takes no NUL. The raw manifest keeps them all."""
+        if self.document.annotations is None:
+            return None
+        return {
+            key: value
+            for key, value in self.document.annotations.items()
+            if is_storable_text(key) and is_storable_text(value)
+        }
 
 
 def _content_type_essence(content_type: str | None) -> str:
@@ -139,7 +170,9 @@ def _content_type_essence(content_type: str | None) -> str:
 
 def _decode(body: bytes) -> dict[str, object]:
     try:
-        document = json.loads(body)
+        document = loads_bounded(body)
+    except JsonBoundsError as error:
+        raise InvalidManifestError(f"manifest refused: {error}") from error
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidManifestError(f"manifest is not valid JSON: {error}") from error
     if not isinstance(document, dict):

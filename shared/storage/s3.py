@@ -356,6 +356,8 @@ def _client_for(location: S3Location) -> contextlib.AbstractAsyncContextManager[
         aws_access_key_id=location.access_key,
         aws_secret_access_key=location.secret_key,
         config=config,
+        # An https endpoint's certificate is verified against ca_bundle (else the system's CAs).
+        verify=location.ca_bundle or location.verify_tls,
     )
 
 

@@ -115,7 +115,6 @@ async def test_labels_are_added_listed_fetched_and_deleted(
         ({"key": "ok", "value": "x", "media_type": "text/html"}, None),
         ({"key": "ok", "value": 5}, None),
         ({"key": "ok"}, None),
-        ({"key": "ok", "value": "x", "colour": "red"}, None),
     ],
 )
 async def test_bad_labels_are_refused_with_quays_messages(

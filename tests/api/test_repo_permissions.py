@@ -140,7 +140,6 @@ async def test_team_permissions_apply_to_their_members(
         ({"role": "READ"}, "role"),
         ({"role": 2}, "role"),
         ({}, "role"),
-        ({"role": "read", "expires": "never"}, "expires"),
     ],
 )
 async def test_bad_permission_bodies_are_refused(

@@ -43,10 +43,10 @@ async def test_invalid_robot_names_are_refused(
 
 async def test_robot_bodies_are_checked(registry: Registry, organization: Organization) -> None:
     async with registry.client(organization.owner) as client:
-        unknown = await client.put(f"{_robots(organization)}/ci", json={"token": "mine"})
+        wrong_type = await client.put(f"{_robots(organization)}/ci", json={"description": 3})
         too_long = await client.put(f"{_robots(organization)}/ci", json={"description": "x" * 256})
         listed = (await client.get(_robots(organization))).json()
-    assert unknown.status_code == 400 and too_long.status_code == 400
+    assert wrong_type.status_code == 400 and too_long.status_code == 400
     assert listed == {"robots": []}
 
 

@@ -318,7 +318,7 @@ async def test_permanent_expiry_takes_tags_out_of_the_time_machine(
     needs_digest = await owner_client.post(ended_expire, json={})
     ended_expired = await owner_client.post(ended_expire, json={"manifest_digest": ended_digest})
     ended_again = await owner_client.post(ended_expire, json={"manifest_digest": ended_digest})
-    unknown_field = await owner_client.post(ended_expire, json={"manifest_digest": ended_digest, "x": 1})
+    wrong_type = await owner_client.post(ended_expire, json={"manifest_digest": 1})
     restore_live = await owner_client.post(
         f"{tags_path(repository, 'live')}/restore", json={"manifest_digest": live_digest}
     )
@@ -330,7 +330,7 @@ async def test_permanent_expiry_takes_tags_out_of_the_time_machine(
     assert live_again.status_code == 404 and ended_again.status_code == 404
     assert needs_digest.status_code == 400
     assert needs_digest.json()["detail"] == "manifest_digest required when is_alive set to false"
-    assert unknown_field.status_code == 400
+    assert wrong_type.status_code == 400
     assert restore_live.status_code == restore_ended.status_code == 400
     assert "time machine" in restore_ended.json()["detail"]
     assert remaining["tags"] == []

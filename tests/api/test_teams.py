@@ -65,7 +65,7 @@ async def test_members_are_users_or_robots_of_the_organization(
     assert added_robot.json() == {"name": robot.username, "kind": "user", "is_robot": True, "invited": False}
     assert added_twice.status_code == 200
     assert foreign.status_code == 404 and unknown.status_code == 404
-    assert unknown_team.status_code == 404 and unknown_team.json() == {"detail": "no team 'ops'"}
+    assert unknown_team.status_code == 404 and unknown_team.json()["detail"] == "no team 'ops'"
     assert members == {
         "name": "devs",
         "members": [
@@ -122,13 +122,13 @@ async def test_the_owners_team_cannot_be_deleted_demoted_or_emptied(
         emptied = await client.delete(f"{owners}/members/{organization.owner.username}")
         members = (await client.get(f"{owners}/members")).json()["members"]
         described = await client.put(owners, json={"role": "admin", "description": "The owners"})
-    assert deleted.status_code == 400 and deleted.json() == {"detail": "the owners team cannot be deleted"}
-    assert demoted.status_code == 400 and demoted.json() == {
-        "detail": "the owners team's role is always admin"
-    }
-    assert emptied.status_code == 400 and emptied.json() == {
-        "detail": "the owners team must keep at least one user"
-    }
+    assert deleted.status_code == 400 and deleted.json()["detail"] == "the owners team cannot be deleted"
+    assert demoted.status_code == 400 and demoted.json()["detail"] == (
+        "the owners team's role is always admin"
+    )
+    assert emptied.status_code == 400 and emptied.json()["detail"] == (
+        "the owners team must keep at least one user"
+    )
     assert [member["name"] for member in members] == [organization.owner.username, robot.username]
     assert described.status_code == 200
 

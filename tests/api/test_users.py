@@ -42,7 +42,7 @@ async def test_anyone_sees_a_users_public_view_and_superusers_see_more(
         seen_by_superuser = (await client.get(f"/api/v1/users/{superuser.username}")).json()
     assert public.status_code == 200
     assert public.json() == {"anonymous": False, "username": alice.username}
-    assert unknown.status_code == 404 and unknown.json() == {"detail": "no user 'nobody'"}
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "no user 'nobody'"
     assert seen_by_superuser == {"anonymous": False, "username": superuser.username, "super_user": True}
 
 
@@ -82,6 +82,6 @@ async def test_superuser_views_are_refused_to_other_users(registry: Registry) ->
         organizations = await client.get("/api/v1/superuser/organizations/")
     for response in (listed, created, organizations):
         assert response.status_code == 403
-        assert response.json() == {"detail": "superuser permission required"}
+        assert response.json()["detail"] == "superuser permission required"
     async with registry.client() as client:
         assert (await client.get("/api/v1/superuser/users/")).status_code == 401

@@ -78,6 +78,8 @@ Target = Callable[[World, Role], Awaitable[Probe]]
 class Expectation:
     rule: Rule
     target: Target
+    # What the roles outside the rule get when it is not the usual 401/403 (e.g. 400 for everyone).
+    refusal: int | None = None
 
 
 def fixed(make: Callable[[World], Probe]) -> Target:

@@ -1,7 +1,82 @@
-"""Authorization-matrix entries for the conformance endpoints (merged into the matrix by test_matrix.py)."""
+"""Authorization-matrix entries for tag immutability policies (merged into the matrix by test_matrix.py):
+organization policies are for the organization's administrators, repository policies for the
+repository's."""
 
 from __future__ import annotations
 
-from tests.authz.expectations import Expectation
+from tests.authz.expectations import (
+    ACME,
+    ORG_ADMIN,
+    REPO,
+    REPO_ADMIN,
+    Expectation,
+    Probe,
+    acme,
+    app,
+    on_acme,
+    on_app,
+)
+from tests.authz.world import Role, World, unique
 
-EXPECTATIONS: dict[str, Expectation] = {}
+_ORGANIZATION_POLICIES = f"{ACME}/immutabilitypolicy/"
+_REPOSITORY_POLICIES = f"{REPO}/immutabilitypolicy/"
+
+
+def _new_policy_body() -> dict[str, object]:
+    # A pattern no tag of the scenario has: the policy protects nothing the other probes change.
+    return {"tagPattern": f"{unique('frozen')}-.*", "tagPatternMatches": True}
+
+
+async def _new_policy(world: World, policies_path: str) -> str:
+    created = await world.as_admin("POST", policies_path, json=_new_policy_body())
+    policy_uuid: str = created.json()["uuid"]
+    return policy_uuid
+
+
+def _organization_path() -> str:
+    return f"/api/v1/organization/{acme()['orgname']}/immutabilitypolicy/"
+
+
+def _repository_path() -> str:
+    path = app()
+    return f"/api/v1/repository/{path['namespace']}/{path['repository']}/immutabilitypolicy/"
+
+
+async def new_organization_policy_body(_world: World, _role: Role) -> Probe:
+    return Probe(acme(), json=_new_policy_body())
+
+
+async def fresh_organization_policy(world: World, _role: Role) -> Probe:
+    return Probe(acme(policy_uuid=await _new_policy(world, _organization_path())))
+
+
+async def fresh_organization_policy_update(world: World, _role: Role) -> Probe:
+    policy_uuid = await _new_policy(world, _organization_path())
+    return Probe(acme(policy_uuid=policy_uuid), json=_new_policy_body())
+
+
+async def new_repository_policy_body(_world: World, _role: Role) -> Probe:
+    return Probe(app(), json=_new_policy_body())
+
+
+async def fresh_repository_policy(world: World, _role: Role) -> Probe:
+    return Probe(app(policy_uuid=await _new_policy(world, _repository_path())))
+
+
+async def fresh_repository_policy_update(world: World, _role: Role) -> Probe:
+    policy_uuid = await _new_policy(world, _repository_path())
+    return Probe(app(policy_uuid=policy_uuid), json=_new_policy_body())
+
+
+EXPECTATIONS: dict[str, Expectation] = {
+    f"GET {_ORGANIZATION_POLICIES}": Expectation(ORG_ADMIN, on_acme),
+    f"POST {_ORGANIZATION_POLICIES}": Expectation(ORG_ADMIN, new_organization_policy_body),
+    f"GET {_ORGANIZATION_POLICIES}{{policy_uuid}}": Expectation(ORG_ADMIN, fresh_organization_policy),
+    f"PUT {_ORGANIZATION_POLICIES}{{policy_uuid}}": Expectation(ORG_ADMIN, fresh_organization_policy_update),
+    f"DELETE {_ORGANIZATION_POLICIES}{{policy_uuid}}": Expectation(ORG_ADMIN, fresh_organization_policy),
+    f"GET {_REPOSITORY_POLICIES}": Expectation(REPO_ADMIN, on_app),
+    f"POST {_REPOSITORY_POLICIES}": Expectation(REPO_ADMIN, new_repository_policy_body),
+    f"GET {_REPOSITORY_POLICIES}{{policy_uuid}}": Expectation(REPO_ADMIN, fresh_repository_policy),
+    f"PUT {_REPOSITORY_POLICIES}{{policy_uuid}}": Expectation(REPO_ADMIN, fresh_repository_policy_update),
+    f"DELETE {_REPOSITORY_POLICIES}{{policy_uuid}}": Expectation(REPO_ADMIN, fresh_repository_policy),
+}

@@ -87,7 +87,7 @@ async def test_authorization(world: World, role: Role, operation: str) -> None:
     probe = await expectation.target(world, role)
     async with world.client(role) as client:
         response = await _call(client, operation, probe)
-    _check_decision(role, expectation.rule, operation, response, _refusal(role))
+    _check_decision(role, expectation.rule, operation, response, expectation.refusal or _refusal(role))
 
 
 @pytest.mark.parametrize("operation", V2_REPOSITORY_OPERATIONS)

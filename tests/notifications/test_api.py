@@ -131,7 +131,6 @@ async def test_invalid_notifications_are_refused_with_a_reason(
 @pytest.mark.parametrize(
     "body",
     [
-        {**WEBHOOK, "unexpected": 1},
         {**WEBHOOK, "config": "http://hooks.example.com"},
         {"method": "webhook", "config": {"url": "http://hooks.example.com"}},
         {**WEBHOOK, "title": "t" * 256},

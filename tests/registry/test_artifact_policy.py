@@ -1,10 +1,12 @@
-"""The OCI artifact policy on manifest push: FEATURE_GENERAL_OCI_SUPPORT, ALLOWED_OCI_ARTIFACT_TYPES,
-IGNORE_UNKNOWN_MEDIATYPES."""
+"""The OCI artifact policy on manifest push: any media type by default; the opt-in restrictions
+RESTRICT_OCI_ARTIFACT_TYPES with ALLOWED_OCI_ARTIFACT_TYPES, FEATURE_GENERAL_OCI_SUPPORT false; and
+IGNORE_UNKNOWN_MEDIATYPES, which lifts them."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -67,7 +69,23 @@ def repo(owner: Account) -> str:
     return f"{owner.username}/artifacts"
 
 
-ACCEPTED_BY_DEFAULT = {
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return registry_settings(database_url, tmp_path / "storage")
+
+
+@pytest.fixture
+async def restricted(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """A client of a registry that restricts artifacts to the allow-list (Quay's list by default)."""
+    async with running_registry(
+        settings.model_copy(update={"restrict_oci_artifact_types": True})
+    ) as registry:
+        client, repo = await registry_client(registry)
+        async with client:
+            yield client, repo
+
+
+IMAGES_AND_LISTED_ARTIFACTS = {
     "image": Artifact(OCI_IMAGE_CONFIG, [LAYER_TYPE, "application/vnd.oci.image.layer.v1.tar+zstd"]),
     "helm chart with provenance": Artifact(HELM_CONFIG, [HELM_CHART, HELM_PROVENANCE]),
     "cosign signature": Artifact(OCI_IMAGE_CONFIG, [COSIGN_SIGNATURE]),
@@ -86,13 +104,25 @@ ACCEPTED_BY_DEFAULT = {
         OCI_EMPTY_CONFIG, [OCI_EMPTY_CONFIG], artifact_type="application/vnd.cyclonedx+json"
     ),
 }
+UNLISTED_ARTIFACTS = {
+    "unknown config type": Artifact(CUSTOM_CONFIG, [CUSTOM_LAYER]),
+    "unknown artifact type": Artifact(
+        OCI_EMPTY_CONFIG, [CUSTOM_LAYER], artifact_type="application/vnd.example.thing"
+    ),
+    "listed artifact type with an unlisted layer": Artifact(HELM_CONFIG, [HELM_CHART, COSIGN_SIGNATURE]),
+    "image with an unknown layer type": Artifact(OCI_IMAGE_CONFIG, [LAYER_TYPE, CUSTOM_LAYER]),
+    "unknown config vouched for by a listed artifact type": Artifact(
+        CUSTOM_CONFIG, [HELM_CHART], artifact_type=HELM_CONFIG
+    ),
+    "unknown types everywhere": Artifact(CUSTOM_CONFIG, [CUSTOM_LAYER, "text/plain"]),
+}
 
 
-@pytest.mark.parametrize("name", ACCEPTED_BY_DEFAULT)
-async def test_images_and_the_default_artifact_types_are_accepted(
+@pytest.mark.parametrize("name", [*IMAGES_AND_LISTED_ARTIFACTS, *UNLISTED_ARTIFACTS])
+async def test_by_default_every_media_type_is_accepted(
     client: httpx.AsyncClient, repo: str, name: str
 ) -> None:
-    artifact = ACCEPTED_BY_DEFAULT[name]
+    artifact = {**IMAGES_AND_LISTED_ARTIFACTS, **UNLISTED_ARTIFACTS}[name]
 
     response = await push(client, repo, artifact)
 
@@ -100,49 +130,69 @@ async def test_images_and_the_default_artifact_types_are_accepted(
     assert (await client.get(f"/v2/{repo}/manifests/v1")).content == artifact.manifest
 
 
-async def test_an_unknown_config_type_is_refused(client: httpx.AsyncClient, repo: str) -> None:
-    response = await push(client, repo, Artifact(CUSTOM_CONFIG, [CUSTOM_LAYER]))
+@pytest.mark.parametrize("name", IMAGES_AND_LISTED_ARTIFACTS)
+async def test_restricted_images_and_the_listed_artifact_types_are_accepted(
+    restricted: tuple[httpx.AsyncClient, str], name: str
+) -> None:
+    client, repo = restricted
+    artifact = IMAGES_AND_LISTED_ARTIFACTS[name]
+
+    response = await push(client, repo, artifact)
+
+    assert response.status_code == 201, response.text
+    assert (await client.get(f"/v2/{repo}/manifests/v1")).content == artifact.manifest
+
+
+async def test_restricted_an_unknown_config_type_is_refused(
+    restricted: tuple[httpx.AsyncClient, str],
+) -> None:
+    client, repo = restricted
+
+    response = await push(client, repo, UNLISTED_ARTIFACTS["unknown config type"])
 
     await assert_refused_naming(client, repo, response, CUSTOM_CONFIG)
 
 
-async def test_an_unknown_artifact_type_is_refused(client: httpx.AsyncClient, repo: str) -> None:
-    artifact = Artifact(OCI_EMPTY_CONFIG, [CUSTOM_LAYER], artifact_type="application/vnd.example.thing")
+async def test_restricted_an_unknown_artifact_type_is_refused(
+    restricted: tuple[httpx.AsyncClient, str],
+) -> None:
+    client, repo = restricted
 
-    response = await push(client, repo, artifact)
+    response = await push(client, repo, UNLISTED_ARTIFACTS["unknown artifact type"])
 
     await assert_refused_naming(client, repo, response, "application/vnd.example.thing")
 
 
-async def test_a_known_artifact_type_with_a_layer_not_listed_for_it_is_refused(
-    client: httpx.AsyncClient, repo: str
+async def test_restricted_a_listed_artifact_type_with_a_layer_not_listed_for_it_is_refused(
+    restricted: tuple[httpx.AsyncClient, str],
 ) -> None:
+    client, repo = restricted
     # A cosign signature layer is allowed under an image config, not in a Helm chart.
-    response = await push(client, repo, Artifact(HELM_CONFIG, [HELM_CHART, COSIGN_SIGNATURE]))
+    response = await push(client, repo, UNLISTED_ARTIFACTS["listed artifact type with an unlisted layer"])
 
     await assert_refused_naming(client, repo, response, COSIGN_SIGNATURE)
     assert HELM_CONFIG in response.json()["errors"][0]["message"]
 
 
-async def test_an_image_with_an_unknown_layer_type_is_refused(client: httpx.AsyncClient, repo: str) -> None:
-    response = await push(client, repo, Artifact(OCI_IMAGE_CONFIG, [LAYER_TYPE, CUSTOM_LAYER]))
+async def test_restricted_an_image_with_an_unknown_layer_type_is_refused(
+    restricted: tuple[httpx.AsyncClient, str],
+) -> None:
+    client, repo = restricted
+
+    response = await push(client, repo, UNLISTED_ARTIFACTS["image with an unknown layer type"])
 
     await assert_refused_naming(client, repo, response, CUSTOM_LAYER)
 
 
-async def test_an_allowed_artifact_type_cannot_vouch_for_another_config_type(
-    client: httpx.AsyncClient, repo: str
+async def test_restricted_an_allowed_artifact_type_cannot_vouch_for_another_config_type(
+    restricted: tuple[httpx.AsyncClient, str],
 ) -> None:
-    artifact = Artifact(CUSTOM_CONFIG, [HELM_CHART], artifact_type=HELM_CONFIG)
+    client, repo = restricted
+    artifact = UNLISTED_ARTIFACTS["unknown config vouched for by a listed artifact type"]
 
     response = await push(client, repo, artifact)
 
     await assert_refused_naming(client, repo, response, CUSTOM_CONFIG)
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return registry_settings(database_url, tmp_path / "storage")
 
 
 async def registry_client(registry: Registry) -> tuple[httpx.AsyncClient, str]:
@@ -170,11 +220,14 @@ async def test_without_general_oci_support_only_images_are_accepted(settings: Se
 async def test_allowed_types_from_the_environment_replace_the_defaults(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("QUAYSIDE_RESTRICT_OCI_ARTIFACT_TYPES", "true")
     monkeypatch.setenv("QUAYSIDE_ALLOWED_OCI_ARTIFACT_TYPES", json.dumps({CUSTOM_CONFIG: [CUSTOM_LAYER]}))
-    allowed = Settings().allowed_oci_artifact_types
-    async with running_registry(
-        settings.model_copy(update={"allowed_oci_artifact_types": allowed})
-    ) as registry:
+    from_environment = Settings()
+    policy = {
+        "restrict_oci_artifact_types": from_environment.restrict_oci_artifact_types,
+        "allowed_oci_artifact_types": from_environment.allowed_oci_artifact_types,
+    }
+    async with running_registry(settings.model_copy(update=policy)) as registry:
         client, repo = await registry_client(registry)
         async with client:
             custom = await push(client, repo, Artifact(CUSTOM_CONFIG, [CUSTOM_LAYER]))
@@ -184,9 +237,14 @@ async def test_allowed_types_from_the_environment_replace_the_defaults(
     assert chart.status_code == 400
 
 
-async def test_ignore_unknown_mediatypes_accepts_any_type(settings: Settings) -> None:
-    artifact = Artifact(CUSTOM_CONFIG, [CUSTOM_LAYER, "text/plain"])
-    async with running_registry(settings.model_copy(update={"ignore_unknown_mediatypes": True})) as registry:
+async def test_ignore_unknown_mediatypes_lifts_the_restrictions(settings: Settings) -> None:
+    artifact = UNLISTED_ARTIFACTS["unknown types everywhere"]
+    policy = {
+        "ignore_unknown_mediatypes": True,
+        "restrict_oci_artifact_types": True,
+        "feature_general_oci_support": False,
+    }
+    async with running_registry(settings.model_copy(update=policy)) as registry:
         client, repo = await registry_client(registry)
         async with client:
             response = await push(client, repo, artifact)

@@ -12,14 +12,23 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.registry.api import (
+    applications,
+    apptokens,
+    entities,
+    immutability,
     labels,
     logs,
+    manifests,
+    messages,
     notifications,
     organizations,
     permissions,
     prototypes,
+    pull_statistics,
     repositories,
     robots,
+    session,
+    superuser,
     tags,
     teams,
     tokens,
@@ -42,6 +51,10 @@ routers: list[APIRouter] = [
     tags.router,
     labels.router,
 ]
+routers += [entities.router, superuser.router, messages.router, manifests.router]
+routers += [apptokens.router, applications.router, pull_statistics.router]
+routers.append(immutability.router)
+routers += [session.router, session.csrf_router]
 routers.append(repositories.item_router)
 
 __all__ = ["DeclaredBodyLimit", "routers"]

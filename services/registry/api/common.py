@@ -18,12 +18,15 @@ from shared.auth.names import InvalidNameError
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
+# A pattern for text fields: PostgreSQL cannot store NUL characters.
+NO_NUL = r"^[^\x00]*$"
 
 
 class ApiModel(BaseModel):
-    """Base of request bodies: unknown fields and wrongly typed values are refused (400)."""
+    """Base of request bodies: wrongly typed values are refused (400); unknown fields are ignored, as
+    Quay does (its clients send fields some versions do not know)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 async def account_errors_as_http() -> AsyncIterator[None]:

@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 import asyncpg
 from fastapi import BackgroundTasks, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.registry.api.common import (
     ApiModel,
@@ -29,6 +29,7 @@ from services.registry.api.common import (
     format_date,
     not_found,
 )
+from services.registry.api.page_tokens import MAX_TOKEN_LENGTH, decode_token, encode_token
 from services.registry.api.security import ApiCaller, api_caller
 from services.registry.context import RegistryContext, get_context
 from services.registry.domain import repository_management as management
@@ -148,6 +149,60 @@ readable_repository = repository_access("read")
 writable_repository = repository_access("write")
 administered_repository = repository_access("admin")
 
+# Quay's answer to a path it serves nothing at.
+UNKNOWN_PATH = "Not Found"
+
+
+def _may_be_repository(namespace: str, repository: str) -> bool:
+    """Whether a path's repository part could name a repository: a valid name without a sub-resource
+    word ('tag', 'mirror'...) as a component, as repository creation requires."""
+    return is_valid_repository_name(f"{namespace}/{repository}") and not (
+        management.RESERVED_NAME_COMPONENTS.intersection(repository.split("/"))
+    )
+
+
+async def _visible(conn: asyncpg.Connection, caller: ApiCaller, namespace: str, name: str) -> bool:
+    repository = await find_repository(conn, namespace, name)
+    if repository is None:
+        return False
+    role = await repository_role(
+        conn, caller.identity, repository.id, repository.namespace_id, repository.visibility
+    )
+    return role is not None
+
+
+def item_access(needed: Role) -> Callable[..., Awaitable[RepositoryAccess]]:
+    """repository_access for the routes of REPOSITORY_PATH itself, which also match every path below a
+    repository that no other route serves ('app/more' may be a nested repository or a sub-path of
+    'app'). A nested repository part answers 404 when it cannot be a repository name, and when it
+    names no repository the caller may see, whether one exists or not (so the answer tells nothing
+    about repositories the caller cannot see, as with flat names)."""
+    checked = repository_access(needed)
+
+    async def dependency(
+        namespace: str,
+        repository: str,
+        request: Request,
+        caller: ApiCaller = Depends(api_caller),
+        conn: asyncpg.Connection = Depends(db_connection),
+    ) -> RepositoryAccess:
+        nested = "/" in repository
+        if nested and not _may_be_repository(namespace, repository):
+            raise not_found(UNKNOWN_PATH)
+        try:
+            return await checked(namespace, repository, request, caller, conn)
+        except HTTPException as refusal:
+            if (
+                nested
+                and refusal.status_code in (401, 403, 404)
+                and not await _visible(conn, caller, namespace, repository)
+            ):
+                raise not_found(UNKNOWN_PATH) from None
+            raise
+
+    return dependency
+
+
 REPOSITORY_PATH = "/repository/{namespace}/{repository:path}"
 
 
@@ -167,6 +222,12 @@ class RepositoryUpdate(ApiModel):
 
 class VisibilityChange(ApiModel):
     visibility: management.Visibility
+
+
+class RepositoryPagePosition(BaseModel):
+    """Where the next page of a repository list starts: after this full name."""
+
+    after: str = Field(max_length=600)
 
 
 class StateChange(ApiModel):
@@ -244,7 +305,7 @@ async def list_repositories(
     starred: bool = Query(default=False, description="The caller's starred repositories (none: no stars)"),
     last_modified: bool = Query(default=False, description="Include when each was last pushed"),
     next_page: str | None = Query(
-        default=None, max_length=600, description="next_page of the previous answer"
+        default=None, max_length=MAX_TOKEN_LENGTH, description="next_page of the previous answer"
     ),
     caller: ApiCaller = Depends(api_caller),
     conn: asyncpg.Connection = Depends(db_connection),
@@ -258,13 +319,15 @@ async def list_repositories(
         if caller.identity is None:
             raise bad_request("starred repositories need an authenticated caller")
         return {"repositories": []}
+    after = decode_token(RepositoryPagePosition, next_page).after if next_page else None
     found = await management.readable_repositories(
-        conn, caller.identity, namespace=namespace, after=next_page, limit=REPOSITORIES_PER_PAGE + 1
+        conn, caller.identity, namespace=namespace, after=after, limit=REPOSITORIES_PER_PAGE + 1
     )
     page = found[:REPOSITORIES_PER_PAGE]
     answer: dict[str, Any] = {"repositories": [_summary_view(entry, caller, last_modified) for entry in page]}
     if len(found) > REPOSITORIES_PER_PAGE:
-        answer["next_page"] = f"{page[-1].namespace}/{page[-1].name}"
+        last = page[-1]
+        answer["next_page"] = encode_token(RepositoryPagePosition(after=f"{last.namespace}/{last.name}"))
     return answer
 
 
@@ -311,7 +374,7 @@ async def get_repository(
     include_tags: bool = Query(
         default=True, alias="includeTags", description="Include the live tags (up to 500)"
     ),
-    access: RepositoryAccess = Depends(readable_repository),
+    access: RepositoryAccess = Depends(item_access("read")),
 ) -> dict[str, Any]:
     """The repository, its live tags, and what the caller may do with it."""
     details = await management.repository_details(access.conn, access.repository.id)
@@ -336,7 +399,6 @@ async def get_repository(
             access.conn,
             details.id,
             tag_lifecycle.HistoryFilter(only_active=True),
-            page=1,
             limit=MAX_TAGS_IN_REPOSITORY_VIEW,
         )
         view["tags"] = {tag.name: _tag_summary(tag) for tag in live.tags}
@@ -345,7 +407,7 @@ async def get_repository(
 
 @item_router.put(REPOSITORY_PATH)
 async def update_repository(
-    body: RepositoryUpdate, access: RepositoryAccess = Depends(writable_repository)
+    body: RepositoryUpdate, access: RepositoryAccess = Depends(item_access("write"))
 ) -> dict[str, Any]:
     """Change the repository's description."""
     async with access.conn.transaction():
@@ -362,7 +424,7 @@ async def _purge(context: RegistryContext, repository_id: int) -> None:
 @item_router.delete(REPOSITORY_PATH, status_code=204)
 async def delete_repository(
     background: BackgroundTasks,
-    access: RepositoryAccess = Depends(administered_repository),
+    access: RepositoryAccess = Depends(item_access("admin")),
     context: RegistryContext = Depends(get_context),
 ) -> Response:
     """Delete the repository: it is gone from every path at once (RepositoryDeleted), its rows are purged

@@ -1,9 +1,11 @@
 """Who calls /api/v1 and what the call may do.
 
 Credentials: a bearer API token (scoped, see shared.auth.api_tokens), or Basic with a user's
-password or a robot's token, or none (anonymous). Password callers may use every scope, robots the
-repository scopes; a token only its own. Failures answer JSON ``{"detail": ...}``: 401 for missing or
-bad credentials, 403 for a missing scope or permission, 404 for an unknown namespace.
+password or a robot's token, or (without an Authorization header) a web session's cookie, or none
+(anonymous). Password and session callers may use every scope, robots the repository scopes; a
+token only its own. Session writes need the session's CSRF token (shared.auth.sessions). Failures
+answer Quay's error JSON: 401 for missing or bad credentials, 403 for a missing scope, permission or
+CSRF token, 404 for an unknown namespace.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 from services.registry.api.common import db_connection, forbidden, not_found
 from services.registry.context import RegistryContext, get_context
+from services.registry.domain.audit import client_ip
 from services.registry.v2.access import identify_basic
 from shared.auth.accounts import Namespace, find_namespace
 from shared.auth.api_callers import ROBOT_SCOPES, ApiCaller, authenticate_api_caller
 from shared.auth.api_callers import unauthorized as _unauthorized
 from shared.auth.api_tokens import Scope
 from shared.auth.identity import Identity
+from shared.auth.login_limits import LoginLockedError
 from shared.auth.permissions import namespace_role
+from shared.auth.sessions import session_api_caller
 
 __all__ = ["ROBOT_SCOPES", "ApiCaller"]
 
@@ -41,18 +46,35 @@ async def api_caller(
     context: RegistryContext = Depends(get_context),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> ApiCaller:
-    """FastAPI dependency: authenticate the request (401 for bad credentials, anonymous without any)."""
+    """FastAPI dependency: authenticate the request (401 for bad credentials, anonymous without any,
+    429 while failed logins lock the credentials out)."""
 
     async def authenticate_basic(username: str, secret: str) -> Identity | None:
-        return await identify_basic(context, username, secret)
+        return await identify_basic(context, request, username, secret, "api")
 
-    return await authenticate_api_caller(
-        conn,
-        bearer=bearer.credentials if bearer is not None else None,
-        basic=(basic.username, basic.password) if basic is not None else None,
-        has_authorization=bool(request.headers.get("authorization")),
-        authenticate_basic=authenticate_basic,
-    )
+    session = await session_api_caller(request, conn)
+    if session is not None:
+        return session
+    token = bearer.credentials if bearer is not None else None
+    address = client_ip(request) or ""
+    try:
+        if token is not None:
+            await context.logins.check(None, address)
+        return await authenticate_api_caller(
+            conn,
+            bearer=token,
+            basic=(basic.username, basic.password) if basic is not None else None,
+            has_authorization=bool(request.headers.get("authorization")),
+            authenticate_basic=authenticate_basic,
+        )
+    except LoginLockedError as error:
+        raise HTTPException(
+            status_code=429, detail=str(error), headers={"Retry-After": str(error.retry_after_s)}
+        ) from error
+    except HTTPException as error:
+        if token is not None and error.status_code == 401:  # a wrong API token counts for its address
+            await context.logins.record_failure(None, address)
+        raise
 
 
 async def require_user(caller: ApiCaller = Depends(api_caller)) -> ApiCaller:

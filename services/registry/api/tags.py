@@ -3,7 +3,8 @@ tags), create or move a tag, set or clear its expiration, delete it (into the ti
 it to a former manifest, and expire it permanently (out of the time machine).
 
 Reading needs read permission; changes need write permission and, except permanent expiry, a
-repository in the NORMAL state (Quay's 503 otherwise).
+repository in the NORMAL state (Quay's 503 otherwise). Moving, deleting, expiring or restoring over a
+tag that an immutability policy protects answers 409 (services.registry.api.immutability).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Any
 
 from fastapi import Depends, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.registry.api.common import ApiModel, api_router, bad_request, format_date, not_found
+from services.registry.api.immutability import immutable_tags_as_conflict
+from services.registry.api.page_tokens import MAX_TOKEN_LENGTH, decode_token, encode_token
+from services.registry.api.pull_statistics import with_pull_fields
 from services.registry.api.repositories import (
     REPOSITORY_PATH,
     RepositoryAccess,
@@ -27,6 +31,7 @@ from shared.oci.digest import is_digest
 from shared.oci.names import is_valid_tag
 
 router = api_router(tags=["Tags"])
+router.dependencies.append(Depends(immutable_tags_as_conflict))
 
 _TAG_PATH = f"{REPOSITORY_PATH}/tag/{{tag}}"
 # Quay's message for a bad tag name.
@@ -51,6 +56,13 @@ class TagChange(ApiModel):
         allow_inf_nan=False,
         description="When the tag expires (Unix seconds, in the future); null: never",
     )
+
+
+class TagPagePosition(BaseModel):
+    """What a tag list's next_page holds: the page number it answers and where that page starts."""
+
+    page: int = Field(ge=1, le=2**31 - 1)
+    after: tag_lifecycle.HistoryPosition
 
 
 class TagRestore(ApiModel):
@@ -131,19 +143,34 @@ async def list_tags(
     only_active: bool = Query(default=False, alias="onlyActiveTags", description="Only live tags"),
     page: int = Query(default=1, le=1_000_000, description="Page number, from 1"),
     limit: int = Query(default=50, description="Tags a page (1 to 100)"),
+    next_page: str | None = Query(
+        default=None,
+        max_length=MAX_TOKEN_LENGTH,
+        description="The previous answer's next_page, instead of page",
+    ),
     access: RepositoryAccess = Depends(readable_repository),
 ) -> dict[str, Any]:
-    """The tag history, live and ended tags, most recently started first."""
+    """The tag history, live and ended tags, most recently started first. A page continued with
+    ``next_page`` costs the same however deep it is; a ``page`` number skips the rows before it."""
     wanted = _history_filter(specific_tag, filter_tag_name, only_active)
-    page = max(1, page)
+    size = min(MAX_PAGE_SIZE, max(1, limit))
+    if next_page:
+        position = decode_token(TagPagePosition, next_page)
+        page, after, skip = position.page, position.after, 0
+    else:
+        page = max(1, page)
+        after, skip = tag_lifecycle.HISTORY_START, (page - 1) * size
     history = await tag_lifecycle.tag_history(
-        access.conn, access.repository.id, wanted, page=page, limit=min(MAX_PAGE_SIZE, max(1, limit))
+        access.conn, access.repository.id, wanted, limit=size, after=after, skip=skip
     )
-    return {
-        "tags": [tag_view(tag) for tag in history.tags],
+    answer: dict[str, Any] = {
+        "tags": await with_pull_fields(access, [tag_view(tag) for tag in history.tags]),
         "page": page,
         "has_additional": history.has_additional,
     }
+    if history.has_additional and history.last is not None:
+        answer["next_page"] = encode_token(TagPagePosition(page=page + 1, after=history.last))
+    return answer
 
 
 async def _retarget(access: RepositoryAccess, tag: str, digest: str) -> None:

@@ -55,7 +55,8 @@ def token_view(token: ApiToken) -> dict[str, Any]:
     }
 
 
-def _check_grantable(caller: ApiCaller, scopes: list[Scope]) -> None:
+def check_grantable(caller: ApiCaller, scopes: list[Scope]) -> None:
+    """403 unless the caller's credentials may grant these scopes (API tokens, OAuth access tokens)."""
     missing = sorted(expand_scopes(scopes) - caller.scopes)
     if missing:
         raise forbidden(f"these credentials cannot grant {', '.join(missing)}")
@@ -70,7 +71,7 @@ async def create_token(
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     """Create an API token for the current user; the answer holds the token, shown this once."""
-    _check_grantable(caller, body.scopes)
+    check_grantable(caller, body.scopes)
     if body.expiration is not None and body.expiration <= datetime.now(UTC):
         raise bad_request("expiration must be in the future")
     issued = await create_api_token(conn, caller_user(caller).id, body.name, body.scopes, body.expiration)

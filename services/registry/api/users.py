@@ -90,7 +90,7 @@ async def list_users(
     """Every user of the installation (superusers only)."""
     require_superuser(caller)
     rows = await conn.fetch(
-        "SELECT u.username, n.email, u.is_superuser FROM app_user u JOIN namespace n ON n.id = u.namespace_id"
+        "SELECT u.username, n.email, u.is_superuser, u.enabled FROM app_user u JOIN namespace n ON n.id = u.namespace_id"
         " ORDER BY u.username"
     )
     return {
@@ -101,6 +101,7 @@ async def list_users(
                 "username": row["username"],
                 "email": row["email"],
                 "super_user": row["is_superuser"],
+                "enabled": row["enabled"],
             }
             for row in rows
         ]

@@ -9,9 +9,7 @@ follow Quay's rules: its key format, and none of its reserved prefixes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Literal
@@ -21,15 +19,14 @@ from pydantic import BaseModel
 
 from services.registry.context import RegistryContext
 from services.registry.domain import blobstore, tag_lifecycle
+from shared.bounded_json import is_storable_text, loads_bounded
 from shared.oci.manifest import ImageManifest, ParsedManifest
+from shared.oci.names import LABEL_KEY_PATTERN, is_valid_label_key
 from shared.storage import StorageError
 
 logger = logging.getLogger(__name__)
 
 LabelMediaType = Literal["text/plain", "application/json"]
-# Quay's label key format (util/validation.py), quoted in its error message.
-LABEL_KEY_PATTERN = r"^[a-z0-9](([a-z0-9]|[-.](?![.-]))*[a-z0-9])?$"
-MAX_LABEL_KEY_LENGTH = 255
 INVALID_KEY_MESSAGE = (
     f"Label is of an invalid format or missing please use {LABEL_KEY_PATTERN} format for labels"
 )
@@ -54,7 +51,6 @@ IMAGE_CONFIG_MEDIA_TYPES = frozenset(
     {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 )
 MAX_CONFIG_BYTES = 1024 * 1024
-_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
 
 
 class InvalidLabelError(ValueError):
@@ -75,7 +71,7 @@ class Label(BaseModel):
 
 def check_label_key(key: str) -> None:
     """InvalidLabelError unless the key may be set through the API."""
-    if not key or len(key) > MAX_LABEL_KEY_LENGTH or _LABEL_KEY.match(key) is None:
+    if not is_valid_label_key(key):
         raise InvalidLabelError(INVALID_KEY_MESSAGE)
     if key.startswith(RESERVED_KEY_PREFIXES):
         raise InvalidLabelError(RESERVED_PREFIX_MESSAGE)
@@ -85,8 +81,8 @@ def inferred_media_type(value: str) -> LabelMediaType:
     """application/json for a JSON object or array, else text/plain (Quay's inference)."""
     if value[:1] + value[-1:] in ("{}", "[]"):
         try:
-            json.loads(value)
-        except ValueError:
+            loads_bounded(value.encode())
+        except ValueError:  # not JSON, or nested too deeply to decode safely
             return "text/plain"
         return "application/json"
     return "text/plain"
@@ -157,15 +153,21 @@ async def delete_label(conn: asyncpg.Connection, manifest_id: int, label_id: uui
 
 
 def _config_labels_of(config: bytes) -> dict[str, str]:
+    """The image config's string labels that can be stored as text (no NUL); none when it is not
+    JSON within bounds."""
     try:
-        document = json.loads(config)
-    except ValueError:
+        document = loads_bounded(config)
+    except ValueError:  # not JSON, or beyond the bounds (JsonBoundsError)
         return {}
     section = document.get("config") if isinstance(document, dict) else None
     labels = section.get("Labels") if isinstance(section, dict) else None
     if not isinstance(labels, dict):
         return {}
-    return {key: value for key, value in labels.items() if isinstance(value, str)}
+    return {
+        key: value
+        for key, value in labels.items()
+        if isinstance(value, str) and is_storable_text(key) and is_storable_text(value)
+    }
 
 
 async def _read_config(context: RegistryContext, digest: str, size: int) -> bytes | None:

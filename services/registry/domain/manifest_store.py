@@ -175,15 +175,17 @@ async def delete_manifest(db: Database, repository_id: int, digest: str) -> bool
     return deleted is not None
 
 
+# Live tag names in bytewise order after $2 ('' for the first page), $3 of them: a range of the
+# tag_repository_name_bytewise index (migration 0012), whatever the database's collation.
+LIVE_TAGS = (
+    'SELECT name FROM tag WHERE repository_id = $1 AND name COLLATE "C" > $2'
+    ' AND (lifetime_end IS NULL OR lifetime_end > now()) ORDER BY name COLLATE "C" LIMIT $3'
+)
+
+
 async def live_tags(db: Database, repository_id: int, after: str | None, limit: int) -> list[str]:
     """Live tag names in bytewise order, after ``after`` when given."""
-    rows = await db.fetch(
-        "SELECT name FROM tag WHERE repository_id = $1 AND (lifetime_end IS NULL OR lifetime_end > now())"
-        ' AND ($2::text IS NULL OR name COLLATE "C" > $2) ORDER BY name COLLATE "C" LIMIT $3',
-        repository_id,
-        after,
-        limit,
-    )
+    rows = await db.fetch(LIVE_TAGS, repository_id, after or "", limit)
     return [row[0] for row in rows]
 
 

@@ -170,9 +170,9 @@ def _lookup(path: str, data: Mapping[str, Any]) -> Any:
 
 
 class NotificationCreateRequest(BaseModel):
-    """Quay's NotificationCreateRequest."""
+    """Quay's NotificationCreateRequest; unknown fields (``event_config`` beside ``eventConfig``) are ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     event: str = Field(max_length=64)
     method: str = Field(max_length=32)

@@ -15,10 +15,10 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel
 
+from services.registry.domain import repository_listing
 from shared.auth.accounts import Namespace
 from shared.auth.default_permissions import apply_default_permissions
 from shared.auth.identity import Identity
-from shared.auth.permissions import ROLE_RANK, repository_rank_sql
 from shared.oci.names import is_valid_repository_name
 
 Visibility = Literal["public", "private"]
@@ -42,7 +42,6 @@ RESERVED_NAME_COMPONENTS = frozenset(
         "mirror",
     }
 )
-_LIVE_TAG = "(t.lifetime_end IS NULL OR t.lifetime_end > now())"
 
 
 class InvalidRepositoryNameError(ValueError):
@@ -126,7 +125,7 @@ async def repository_details(conn: asyncpg.Connection, repository_id: int) -> Re
 
 
 async def readable_repositories(
-    db: asyncpg.Pool | asyncpg.Connection,
+    conn: asyncpg.Connection,
     identity: Identity | None,
     *,
     namespace: str | None,
@@ -134,21 +133,31 @@ async def readable_repositories(
     limit: int,
 ) -> list[RepositorySummary]:
     """Repositories the identity may read (of one namespace if given), by full name in bytewise order,
-    those after the full name ``after`` when given."""
-    params: list[object] = [namespace, after, limit]
-    rank = repository_rank_sql(identity, params, repository="r")
-    rows = await db.fetch(
-        "SELECT n.name AS namespace, r.name, r.description, r.visibility, r.state,"
-        f" (SELECT max(t.lifetime_start) FROM tag t WHERE t.repository_id = r.id AND {_LIVE_TAG}) AS last_modified"
-        " FROM repository r JOIN namespace n ON n.id = r.namespace_id"
-        " WHERE r.state <> 'MARKED_FOR_DELETION' AND NOT n.marked_for_deletion"
-        " AND ($1::text IS NULL OR n.name = $1)"
-        " AND ($2::text IS NULL OR (n.name || '/' || r.name) COLLATE \"C\" > $2)"
-        f" AND {rank} >= {ROLE_RANK['read']}"
-        " ORDER BY (n.name || '/' || r.name) COLLATE \"C\" LIMIT $3",
-        *params,
-    )
-    return [RepositorySummary(**dict(row)) for row in rows]
+    those after the full name ``after`` when given (repository_listing)."""
+    start = after or repository_listing.START
+    if namespace is None:
+        page = await repository_listing.readable_page(conn, identity, after=start, limit=limit)
+    else:
+        namespace_id = await conn.fetchval(
+            "SELECT id FROM namespace WHERE name = $1 AND NOT marked_for_deletion", namespace
+        )
+        if namespace_id is None:
+            return []
+        page = await repository_listing.readable_page_in_namespace(
+            conn, identity, namespace_id, after=start, limit=limit
+        )
+    pushed = await repository_listing.last_pushed(conn, [entry.id for entry in page])
+    return [
+        RepositorySummary(
+            namespace=entry.namespace,
+            name=entry.name,
+            description=entry.description,
+            visibility=entry.visibility,
+            state=entry.state,
+            last_modified=pushed[entry.id],
+        )
+        for entry in page
+    ]
 
 
 async def set_visibility(conn: asyncpg.Connection, repository_id: int, visibility: Visibility) -> None:

@@ -15,11 +15,12 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
+from services.registry.domain.immutability import refuse_immutable
 from services.registry.domain.manifest_store import lock_tag, point_tag
 from services.registry.domain.repositories import Repository
 from shared.events.models import TagDeleted, TagExpired
@@ -32,7 +33,7 @@ EXPIRES_AFTER_LABEL = "quay.expires-after"
 # Quay's LABELED_EXPIRATION_MAXIMUM: a label never keeps a tag longer than this.
 MAX_LABELED_EXPIRATION = timedelta(weeks=104)
 _MAX_LABELED_SECONDS = int(MAX_LABELED_EXPIRATION.total_seconds())
-_DURATION = re.compile(r"^([0-9]{1,9})([smhdw])$")
+_DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 # How often the worker looks for tags whose expiration has passed, and how many it announces at once.
 EXPIRY_CHECK_INTERVAL_S = 30.0
@@ -70,9 +71,20 @@ class TagRecord(BaseModel):
     reversion: bool
 
 
+class HistoryPosition(BaseModel):
+    """Where a history page starts: after the row (lifetime_start, name, id) in history order."""
+
+    lifetime_start: AwareDatetime
+    name: str = Field(max_length=128)
+    id: int = Field(ge=0, le=2**63 - 1)
+
+
 class TagHistoryPage(BaseModel):
+    """A page of history rows, and the position of its last row (where the next page starts)."""
+
     tags: list[TagRecord]
     has_additional: bool
+    last: HistoryPosition | None
 
 
 class ExpirationChange(BaseModel):
@@ -91,31 +103,89 @@ class HistoryFilter(BaseModel):
     name_equals: str | None = None
     only_active: bool = False
 
+    def names(self) -> set[str]:
+        """The one name the rows must have, if any (two different names leave none)."""
+        return {name for name in (self.specific_tag, self.name_equals) if name is not None}
 
-async def tag_history(
-    db: asyncpg.Pool | asyncpg.Connection, repository_id: int, wanted: HistoryFilter, *, page: int, limit: int
-) -> TagHistoryPage:
-    """Tag rows, live and ended (permanently expired ones excepted), most recently started first.
 
-    ``page`` counts from 1; each page holds up to ``limit`` rows.
-    """
-    rows = await db.fetch(
-        "SELECT t.name, m.digest, m.media_type, t.lifetime_start, t.lifetime_end, t.reversion,"
+class HistoryVariant(BaseModel, frozen=True):
+    """Which filters a history query has: each combination is its own SQL (HISTORY_QUERIES)."""
+
+    by_name: bool
+    containing: bool
+    only_active: bool
+
+
+def _history_sql(variant: HistoryVariant) -> str:
+    """$1 repository, $2..$4 the position (lifetime_start, name, id), $5 limit, $6 offset, then the
+    name ($7) and/or the contained text (next) when filtered by them."""
+    conditions = ["t.repository_id = $1", "NOT t.time_machine_removed", _AFTER_POSITION]
+    next_parameter = 7
+    if variant.by_name:
+        conditions.append(f"t.name = ${next_parameter}")
+        next_parameter += 1
+    if variant.containing:
+        conditions.append(f"strpos(t.name, ${next_parameter}) > 0")
+    if variant.only_active:
+        conditions.append(_LIVE)
+    # The page's rows come from the index alone (keyset or offset); only they are joined to manifests.
+    return (
+        "SELECT t.id, t.name, m.digest, m.media_type, t.lifetime_start, t.lifetime_end, t.reversion,"
         " (SELECT sum(b.size) FROM manifest_blob mb JOIN blob b ON b.digest = mb.digest"
         "  WHERE mb.manifest_id = m.id AND mb.digest IS DISTINCT FROM m.config_digest) AS layers_size"
-        " FROM tag t JOIN manifest m ON m.id = t.manifest_id"
-        " WHERE t.repository_id = $1 AND NOT t.time_machine_removed"
-        " AND ($2::text IS NULL OR t.name = $2) AND ($3::text IS NULL OR t.name = $3)"
-        " AND ($4::text IS NULL OR strpos(t.name, $4) > 0)"
-        f" AND (NOT $5 OR {_LIVE})"
-        " ORDER BY t.lifetime_start DESC, t.name, t.id DESC LIMIT $6 OFFSET $7",
+        " FROM (SELECT t.id, t.name, t.manifest_id, t.lifetime_start, t.lifetime_end, t.reversion"
+        f" FROM tag t WHERE {' AND '.join(conditions)}"
+        f" ORDER BY {_HISTORY_ORDER} LIMIT $5 OFFSET $6) t"
+        " JOIN manifest m ON m.id = t.manifest_id"
+        f" ORDER BY {_HISTORY_ORDER}"
+    )
+
+
+# History order: most recently started first; the tag_repository_history index (migration 0012) has it.
+_HISTORY_ORDER = "t.lifetime_start DESC, t.name, t.id DESC"
+_AFTER_POSITION = (
+    "t.lifetime_start <= $2 AND (t.lifetime_start < $2 OR t.name > $3 OR (t.name = $3 AND t.id < $4))"
+)
+# Before every row: the first page.
+HISTORY_START = HistoryPosition(lifetime_start=datetime.max.replace(tzinfo=UTC), name="", id=0)
+HISTORY_QUERIES: dict[HistoryVariant, str] = {
+    variant: _history_sql(variant)
+    for variant in (
+        HistoryVariant(by_name=by_name, containing=containing, only_active=only_active)
+        for by_name in (False, True)
+        for containing in (False, True)
+        for only_active in (False, True)
+    )
+}
+
+
+async def tag_history(
+    db: asyncpg.Pool | asyncpg.Connection,
+    repository_id: int,
+    wanted: HistoryFilter,
+    *,
+    limit: int,
+    after: HistoryPosition = HISTORY_START,
+    skip: int = 0,
+) -> TagHistoryPage:
+    """Tag rows, live and ended (permanently expired ones excepted), most recently started first:
+    up to ``limit`` of them after the position ``after``, skipping ``skip`` first (page numbers)."""
+    names = wanted.names()
+    if len(names) > 1:
+        return TagHistoryPage(tags=[], has_additional=False, last=None)
+    variant = HistoryVariant(
+        by_name=bool(names), containing=wanted.name_contains is not None, only_active=wanted.only_active
+    )
+    filters = [*names, *([wanted.name_contains] if wanted.name_contains is not None else [])]
+    rows = await db.fetch(
+        HISTORY_QUERIES[variant],
         repository_id,
-        wanted.specific_tag,
-        wanted.name_equals,
-        wanted.name_contains,
-        wanted.only_active,
+        after.lifetime_start,
+        after.name,
+        after.id,
         limit + 1,
-        (page - 1) * limit,
+        skip,
+        *filters,
     )
     records = [
         TagRecord(
@@ -127,9 +197,15 @@ async def tag_history(
             lifetime_end=row["lifetime_end"],
             reversion=row["reversion"],
         )
-        for row in rows
+        for row in rows[:limit]
     ]
-    return TagHistoryPage(tags=records[:limit], has_additional=len(records) > limit)
+    last = rows[:limit][-1] if rows[:limit] else None
+    position = (
+        HistoryPosition(lifetime_start=last["lifetime_start"], name=last["name"], id=last["id"])
+        if last
+        else None
+    )
+    return TagHistoryPage(tags=records, has_additional=len(rows) > limit, last=position)
 
 
 async def _live_target(conn: asyncpg.Connection, repository_id: int, name: str) -> asyncpg.Record | None:
@@ -171,7 +247,8 @@ async def announce_deleted_tags(
 async def retarget_tag(conn: asyncpg.Connection, repository_id: int, name: str, digest: str) -> str | None:
     """Create the tag or move it to the repository's manifest ``digest``; the digest it pointed at before.
 
-    ManifestNotFoundError when the repository has no such manifest.
+    ManifestNotFoundError when the repository has no such manifest; ImmutableTagError when it would
+    move an immutable tag.
     """
     async with conn.transaction():
         manifest_id = await conn.fetchval(
@@ -183,6 +260,8 @@ async def retarget_tag(conn: asyncpg.Connection, repository_id: int, name: str, 
             raise ManifestNotFoundError(f"no manifest {digest} in this repository")
         await lock_tag(conn, repository_id, name)
         previous = await _live_target(conn, repository_id, name)
+        if previous is not None and previous["digest"] != digest:
+            await refuse_immutable(conn, repository_id, [name])
         await point_tag(conn, repository_id, name, manifest_id)
     return previous["digest"] if previous else None
 
@@ -192,13 +271,15 @@ async def set_expiration(
 ) -> ExpirationChange:
     """Make the live tag expire at ``expiration`` (a future instant), or never when None.
 
-    TagNotFoundError when the tag is not alive.
+    TagNotFoundError when the tag is not alive; ImmutableTagError when it is immutable and would expire.
     """
     async with conn.transaction():
         await lock_tag(conn, repository_id, name)
         live = await _live_target(conn, repository_id, name)
         if live is None:
             raise TagNotFoundError(f"no tag {name!r} in this repository")
+        if expiration is not None:
+            await refuse_immutable(conn, repository_id, [name])
         await conn.execute(
             "UPDATE tag SET lifetime_end = $2, expiry_pending = $2::timestamptz IS NOT NULL WHERE id = $1",
             live["id"],
@@ -218,13 +299,14 @@ async def delete_tag(
     """End the live tag and announce it (TagDeleted); its digest. The ended tag enters the time
     machine, unless ``permanently``: then it can never be restored.
 
-    TagNotFoundError when the tag is not alive.
+    TagNotFoundError when the tag is not alive, ImmutableTagError when it is immutable.
     """
     async with conn.transaction():
         await lock_tag(conn, repository.id, name)
         live = await _live_target(conn, repository.id, name)
         if live is None:
             raise TagNotFoundError(f"no tag {name!r} in this repository")
+        await refuse_immutable(conn, repository.id, [name])
         await _end_live_row(conn, live["id"], remove_from_time_machine=permanently)
         await announce_deleted_tags(
             conn, repository.namespace, repository.name, {name: live["digest"]}, performer
@@ -238,7 +320,8 @@ async def restore_tag(conn: asyncpg.Connection, repository_id: int, name: str, d
 
     Allowed while a row of that tag and manifest is in the time machine; nothing changes when the
     tag points there already. TagNotFoundError when the tag never pointed at the manifest,
-    TimeMachineError when that history has left the time machine.
+    TimeMachineError when that history has left the time machine, ImmutableTagError when the live tag
+    is immutable.
     """
     async with conn.transaction():
         await lock_tag(conn, repository_id, name)
@@ -264,6 +347,7 @@ async def restore_tag(conn: asyncpg.Connection, repository_id: int, name: str, d
                 " unless permanently expired)"
             )
         if live is not None:
+            await refuse_immutable(conn, repository_id, [name])
             await _end_live_row(conn, live["id"], remove_from_time_machine=False)
         await conn.execute(
             "INSERT INTO tag (repository_id, name, manifest_id, reversion) VALUES ($1, $2, $3, true)",
@@ -298,7 +382,7 @@ async def remove_from_time_machine(
 def labeled_expiration(text: str) -> timedelta | None:
     """The lifetime a ``quay.expires-after`` value gives: a positive '<n><s|m|h|d|w>' duration (Quay's
     timedelta strings: 30s, 90m, 3h, 1d, 2w), at most MAX_LABELED_EXPIRATION; None when unreadable."""
-    matched = _DURATION.match(text.strip())
+    matched = _DURATION.fullmatch(text.strip())
     if matched is None or int(matched[1]) == 0:
         return None
     seconds = int(matched[1]) * _UNIT_SECONDS[matched[2]]

@@ -16,7 +16,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 PAGE_SIZE = 20
 EXPORT_BATCH_SIZE = 1000
@@ -87,8 +87,8 @@ def time_range(starttime: str | None, endtime: str | None, now: datetime) -> Tim
 class Cursor(BaseModel):
     """Where the next page starts: just after the entry at (created_at, id), going back in time."""
 
-    created_at: datetime
-    id: int
+    created_at: AwareDatetime
+    id: int = Field(ge=0, le=2**63 - 1)
 
     def encode(self) -> str:
         return base64.urlsafe_b64encode(self.model_dump_json().encode()).decode()
@@ -101,18 +101,53 @@ class Cursor(BaseModel):
             raise InvalidLogQueryError("Invalid next_page token") from error
 
 
-_SELECT = """
-SELECT l.id, l.kind, l.metadata, l.ip, l.created_at, l.performer_kind, l.performer_name,
-       n.name AS namespace_name, n.kind AS namespace_kind
-FROM log_entry l JOIN namespace n ON n.id = l.namespace_id
-WHERE l.namespace_id = $1
-  AND ($2::text IS NULL OR l.repository = $2)
-  AND ($3::text IS NULL OR l.performer_name = $3)
-  AND l.created_at >= $4 AND l.created_at < $5
-  AND ($6::timestamptz IS NULL OR (l.created_at, l.id) < ($6::timestamptz, $7::bigint))
-ORDER BY l.created_at DESC, l.id DESC
-LIMIT $8
-"""
+@dataclass(frozen=True, slots=True)
+class _Narrowing:
+    """Which of a scope's optional filters a query has: each combination is its own SQL, so that its
+    plan uses the index of that scope (log_entry_repository_time, log_entry_performer_time)."""
+
+    repository: bool
+    performer: bool
+
+
+def _narrowing(scope: LogScope) -> _Narrowing:
+    return _Narrowing(repository=scope.repository is not None, performer=scope.performer is not None)
+
+
+def _narrowing_sql(narrowing: _Narrowing, first_parameter: int) -> str:
+    conditions = []
+    if narrowing.repository:
+        conditions.append(f" AND l.repository = ${first_parameter}")
+    if narrowing.performer:
+        conditions.append(f" AND l.performer_name = ${first_parameter + len(conditions)}")
+    return "".join(conditions)
+
+
+def _narrowing_values(scope: LogScope) -> list[str]:
+    return [value for value in (scope.repository, scope.performer) if value is not None]
+
+
+_NARROWINGS = [
+    _Narrowing(repository, performer) for repository in (False, True) for performer in (False, True)
+]
+# $1 namespace, $2..$3 the time range, $4..$5 the position (created_at, id): entries before it,
+# $6 limit, then the repository and/or performer.
+LOG_PAGE_QUERIES: dict[_Narrowing, str] = {
+    narrowing: "SELECT l.id, l.kind, l.metadata, l.ip, l.created_at, l.performer_kind, l.performer_name,"
+    " n.name AS namespace_name, n.kind AS namespace_kind"
+    " FROM log_entry l JOIN namespace n ON n.id = l.namespace_id"
+    " WHERE l.namespace_id = $1 AND l.created_at >= $2 AND l.created_at < $3"
+    f" AND (l.created_at, l.id) < ($4, $5){_narrowing_sql(narrowing, 7)}"
+    " ORDER BY l.created_at DESC, l.id DESC LIMIT $6"
+    for narrowing in _NARROWINGS
+}
+# $1 namespace, $2..$3 the time range, then the repository and/or performer.
+LOG_COUNT_QUERIES: dict[_Narrowing, str] = {
+    narrowing: "SELECT l.kind, date_trunc('day', l.created_at AT TIME ZONE 'UTC') AS day, count(*) AS count"
+    " FROM log_entry l WHERE l.namespace_id = $1 AND l.created_at >= $2 AND l.created_at < $3"
+    f"{_narrowing_sql(narrowing, 4)} GROUP BY l.kind, day ORDER BY day, l.kind"
+    for narrowing in _NARROWINGS
+}
 
 
 def log_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -139,16 +174,17 @@ def log_view(row: asyncpg.Record) -> dict[str, Any]:
 async def _fetch(
     db: asyncpg.Pool | asyncpg.Connection, scope: LogScope, span: TimeRange, after: Cursor | None, limit: int
 ) -> list[asyncpg.Record]:
+    # The first page starts before every entry of the range: (end, 0) precedes no entry before end.
+    position = after or Cursor(created_at=span.end, id=0)
     return await db.fetch(
-        _SELECT,
+        LOG_PAGE_QUERIES[_narrowing(scope)],
         scope.namespace_id,
-        scope.repository,
-        scope.performer,
         span.start,
         span.end,
-        after.created_at if after else None,
-        after.id if after else None,
+        position.created_at,
+        position.id,
         limit,
+        *_narrowing_values(scope),
     )
 
 
@@ -181,16 +217,11 @@ async def aggregated_counts(
 ) -> list[dict[str, Any]]:
     """Entries counted per kind and UTC day, as Quay's aggregatelogs answers them."""
     rows = await db.fetch(
-        "SELECT kind, date_trunc('day', created_at AT TIME ZONE 'UTC') AS day, count(*) AS count"
-        " FROM log_entry WHERE namespace_id = $1"
-        " AND ($2::text IS NULL OR repository = $2) AND ($3::text IS NULL OR performer_name = $3)"
-        " AND created_at >= $4 AND created_at < $5"
-        " GROUP BY kind, day ORDER BY day, kind",
+        LOG_COUNT_QUERIES[_narrowing(scope)],
         scope.namespace_id,
-        scope.repository,
-        scope.performer,
         span.start,
         span.end,
+        *_narrowing_values(scope),
     )
     return [
         {"kind": row["kind"], "count": row["count"], "datetime": rfc822(row["day"].replace(tzinfo=UTC))}

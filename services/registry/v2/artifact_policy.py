@@ -1,8 +1,12 @@
-"""Which media types a pushed manifest may use: Quay's FEATURE_GENERAL_OCI_SUPPORT,
-ALLOWED_OCI_ARTIFACT_TYPES and IGNORE_UNKNOWN_MEDIATYPES (see shared.config.Settings).
+"""Which media types a pushed manifest may use (see shared.config.Settings).
 
-Images (an OCI or Docker image config with image layers) are always accepted. Anything else is an
-artifact: its type (artifactType, else the config's media type) must be a key of
+By default every media type is accepted: OCI 1.1 makes artifacts of any type first-class. An
+operator may restrict them, with RESTRICT_OCI_ARTIFACT_TYPES (images and the artifact types of
+ALLOWED_OCI_ARTIFACT_TYPES) or FEATURE_GENERAL_OCI_SUPPORT false (images only); Quay's
+IGNORE_UNKNOWN_MEDIATYPES lifts both.
+
+Under a restriction, images (an OCI or Docker image config with image layers) are always accepted.
+Anything else is an artifact: its type (artifactType, else the config's media type) must be a key of
 ALLOWED_OCI_ARTIFACT_TYPES, and each layer an image layer or one of the types listed for it.
 Extra layer types under an image config (cosign signatures, SBOMs) are listed under the image
 config's media type. Indexes are not checked: their children are manifests, checked when pushed.
@@ -46,13 +50,22 @@ def declared_types(document: ImageManifest) -> list[str]:
     return list(dict.fromkeys(types))
 
 
+def _allowed_artifact_types(settings: Settings) -> dict[str, list[str]] | None:
+    """The artifact types a restriction allows, with their extra layer types; None: no restriction."""
+    if settings.ignore_unknown_mediatypes:
+        return None
+    if not settings.feature_general_oci_support:
+        return {}
+    return settings.allowed_oci_artifact_types if settings.restrict_oci_artifact_types else None
+
+
 def check_artifact_policy(manifest: ParsedManifest, settings: Settings) -> None:
     """Return when the registry accepts the manifest's media types; MANIFEST_INVALID (400) naming
     the first refused type otherwise."""
     document = manifest.document
-    if settings.ignore_unknown_mediatypes or not isinstance(document, ImageManifest):
+    allowed = _allowed_artifact_types(settings)
+    if allowed is None or not isinstance(document, ImageManifest):
         return
-    allowed = settings.allowed_oci_artifact_types if settings.feature_general_oci_support else {}
     types = declared_types(document)
     for kind in types:
         if kind not in IMAGE_CONFIG_TYPES and kind not in allowed:

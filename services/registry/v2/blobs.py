@@ -22,11 +22,17 @@ from shared.oci.digest import is_digest
 router = APIRouter()
 
 BLOB_MEDIA_TYPE = "application/octet-stream"
-_BYTE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# Blob sizes are 64-bit: a position of more than 19 digits lies past the end of every blob, and is
+# not converted (Python refuses to convert numbers of more than 4,300 digits).
+_MAX_POSITION_DIGITS = 19
+_PAST_EVERY_BLOB = 2**63
 
 
 class _BlobFileResponse(FileResponse):
-    chunk_size = 1024 * 1024
+    # Each chunk is one read in a worker thread and one socket write: 4 MiB chunks took a quarter
+    # less CPU per 64 MiB GET than 1 MiB chunks (bench/README.md), at 4 MiB of memory per download.
+    chunk_size = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,17 +69,21 @@ def requested_range(header: str | None, size: int) -> ByteRange | None:
         return None
     first, last = match.groups()
     if not first:
-        suffix_length = int(last)
+        suffix_length = _position(last)
         if suffix_length == 0 or size == 0:
             raise _range_not_satisfiable(size)
         return ByteRange(max(size - suffix_length, 0), size - 1)
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if last and end < start:
         return None
     if start >= size:
         raise _range_not_satisfiable(size)
     return ByteRange(start, min(end, size - 1))
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= _MAX_POSITION_DIGITS else _PAST_EVERY_BLOB
 
 
 def _range_not_satisfiable(size: int) -> RegistryError:

@@ -1,4 +1,5 @@
-"""OCI distribution error responses: {"errors": [{"code", "message", "detail"}]}."""
+"""OCI distribution error responses: {"errors": [{"code", "message", "detail"}]}; every other path
+answers Quay's error shape (shared.api_errors)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.api_errors import quay_http_error_handler, quay_validation_error_handler
 
 STATUS_BY_CODE: dict[str, int] = {
     "BLOB_UNKNOWN": 404,
@@ -63,7 +66,7 @@ async def http_error_handler(request: Request, error: Exception) -> JSONResponse
     """Starlette's own errors (unknown route, wrong method) in the protocol's format."""
     assert isinstance(error, StarletteHTTPException)
     if not request.url.path.startswith("/v2"):
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        return await quay_http_error_handler(request, error)
     code = "UNSUPPORTED" if error.status_code == 405 else "NAME_UNKNOWN"
     if error.status_code not in (404, 405):
         code = "UNSUPPORTED"
@@ -74,8 +77,8 @@ async def http_error_handler(request: Request, error: Exception) -> JSONResponse
 
 async def validation_error_handler(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    if not request.url.path.startswith("/v2"):
+        return await quay_validation_error_handler(request, error)
     # jsonable_encoder: a validator's ValueError sits in the errors' context and is not JSON as is.
     errors = jsonable_encoder(error.errors())
-    if not request.url.path.startswith("/v2"):
-        return JSONResponse({"detail": errors}, status_code=400)
     return JSONResponse(error_body("UNSUPPORTED", "invalid request parameters", errors), status_code=400)

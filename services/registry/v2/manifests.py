@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 
 from services.registry.context import RegistryContext, get_context
-from services.registry.domain import audit, manifest_labels, manifest_store, tag_lifecycle
-from services.registry.v2.access import authorize, identify
+from services.registry.domain import audit, immutability, manifest_labels, manifest_store, tag_lifecycle
+from services.registry.v2.access import authorize, identify, may_pull
 from services.registry.v2.artifact_policy import check_artifact_policy
 from services.registry.v2.errors import RegistryError
 from services.registry.v2.manifest_cache import CachedManifest
@@ -77,6 +79,15 @@ async def _check_references(conn: asyncpg.Connection, repository_id: int, manife
         )
 
 
+@contextlib.contextmanager
+def _immutable_tags_denied() -> Iterator[None]:
+    """A change refused by a tag immutability policy answers DENIED, as other refused writes do."""
+    try:
+        yield
+    except immutability.ImmutableTagError as error:
+        raise RegistryError("DENIED", str(error), detail={"tag": error.tag}) from error
+
+
 @router.put(_PATH, status_code=201)
 async def put_manifest(
     name: str, reference: str, request: Request, context: RegistryContext = Depends(get_context)
@@ -105,6 +116,8 @@ async def put_manifest(
     async with context.pool.acquire() as conn, conn.transaction():
         repository = await grant.repository_for_write(conn)
         await _check_references(conn, repository.id, manifest)
+        with _immutable_tags_denied():
+            await immutability.refuse_moving_immutable_tags(conn, repository.id, tags, manifest.digest)
         previous_targets = await audit.live_tag_targets(conn, repository.id, tags)
         manifest_id = await manifest_store.save_manifest(conn, repository.id, manifest, body)
         for tag in tags:
@@ -142,6 +155,7 @@ async def get_manifest(
     """The manifest's bytes exactly as pushed, with its media type and digest (headers only for HEAD)."""
     with_content = request.method == "GET"
     if with_content and (cached := await _cached_pull(context, request, name, reference)):
+        context.pull_stats.record(cached.repository_id, reference, cached.digest)
         return _manifest_response(cached.digest, cached.media_type, cached.content)
     read_at_generation = context.manifests.generation
     grant = await authorize(context, request, name, "pull")
@@ -157,21 +171,18 @@ async def get_manifest(
         raise manifest_unknown(name, reference)
     if manifest.content is None:
         return _manifest_response(manifest.digest, manifest.media_type, b"", size=manifest.size)
-    if grant.caller.token is not None:
-        entry = (grant.repository.id, manifest.digest, manifest.media_type, manifest.content)
-        context.manifests.put(name, reference, entry, read_at_generation)
+    entry = (grant.repository.id, manifest.digest, manifest.media_type, manifest.content)
+    context.manifests.put(name, reference, entry, read_at_generation)
+    context.pull_stats.record(grant.repository.id, reference, manifest.digest)
     return _manifest_response(manifest.digest, manifest.media_type, manifest.content)
 
 
 async def _cached_pull(
     context: RegistryContext, request: Request, name: str, reference: str
 ) -> CachedManifest | None:
-    """The cached manifest, when the caller's bearer token grants pull on the repository."""
+    """The cached manifest, when the caller may pull from the repository."""
     cached = context.manifests.get(name, reference)
-    if cached is None:
-        return None
-    caller = await identify(context, request)
-    if caller.token is None or "pull" not in caller.token.actions_for("repository", name):
+    if cached is None or not await may_pull(context, await identify(context, request), name):
         return None
     return cached
 
@@ -198,10 +209,14 @@ async def delete_manifest(
     async with context.pool.acquire() as conn, conn.transaction():
         if by_digest:
             ended = await audit.live_tags_pointing_at(conn, grant.repository.id, reference)
+            with _immutable_tags_denied():
+                await immutability.refuse_immutable(conn, grant.repository.id, ended)
             found = await manifest_store.delete_manifest(conn, grant.repository.id, reference)
         else:
             targets = await audit.live_tag_targets(conn, grant.repository.id, [reference])
             ended = {tag: digest for tag, digest in targets.items() if digest is not None}
+            with _immutable_tags_denied():
+                await immutability.refuse_immutable(conn, grant.repository.id, ended)
             found = await manifest_store.end_tag(conn, grant.repository.id, reference)
         await audit.log_tag_deletions(
             conn, request, grant.caller.identity, grant.namespace, grant.name, ended

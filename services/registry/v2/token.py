@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from datetime import UTC, datetime
 
@@ -12,8 +11,7 @@ from pydantic import BaseModel
 
 from services.registry.context import RegistryContext, get_context
 from services.registry.domain.audit import client_ip
-from services.registry.v2.access import Caller, allowed_actions, basic_credentials, identify, unauthorized
-from services.registry.v2.errors import RegistryError
+from services.registry.v2.access import Caller, allowed_actions, identify, unauthorized
 from shared.auth.identity import Identity
 from shared.auth.tokens import Access, issue_token
 from shared.oci.names import is_valid_repository_name, split_repository_name
@@ -22,7 +20,7 @@ from shared.usage_logs import record
 router = APIRouter()
 
 # A resource type may carry a class, e.g. "repository(plugin)".
-_RESOURCE_CLASS = re.compile(r"\(.*\)$")
+_RESOURCE_CLASS = re.compile(r"\(.*\)\Z")
 
 
 class TokenResponse(BaseModel):
@@ -65,39 +63,24 @@ async def _granted(
 
 
 async def _identify_logging_robot_logins(context: RegistryContext, request: Request) -> Caller:
-    """identify(), with robots' logins, good and bad, recorded in the usage logs as Quay does."""
-    try:
-        caller = await identify(context, request)
-    except RegistryError:
-        robot = _robot_username(request)
-        if robot is not None:
-            await _log_robot_login(context, request, "login_failure", robot, None)
-        raise
+    """identify(), with robots' successful logins recorded in the usage logs as Quay does (failed
+    logins of every account are recorded by identify itself)."""
+    caller = await identify(context, request)
     if caller.identity is not None and caller.identity.kind == "robot":
-        await _log_robot_login(context, request, "login_success", caller.identity.name, caller.identity)
+        await _log_robot_login(context, request, caller.identity)
     return caller
 
 
-def _robot_username(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    credentials = basic_credentials(value.strip()) if scheme.lower() == "basic" else None
-    return credentials[0] if credentials and "+" in credentials[0] else None
-
-
-async def _log_robot_login(
-    context: RegistryContext, request: Request, kind: str, robot: str, identity: Identity | None
-) -> None:
-    namespace = robot.partition("+")[0]
+async def _log_robot_login(context: RegistryContext, request: Request, robot: Identity) -> None:
     async with context.pool.acquire() as conn:
-        with contextlib.suppress(LookupError):  # a robot name naming no namespace: nothing to log it under
-            await record(
-                conn,
-                kind,
-                performer=identity,
-                ip=client_ip(request),
-                namespace=namespace,
-                metadata={"kind": "robot", "username": robot, "type": "docker"},
-            )
+        await record(
+            conn,
+            "login_success",
+            performer=robot,
+            ip=client_ip(request),
+            namespace=robot.name.partition("+")[0],
+            metadata={"kind": "robot", "username": robot.name, "type": "docker"},
+        )
 
 
 @router.get("/v2/auth", response_model=TokenResponse)

@@ -22,7 +22,7 @@ from services.registry.domain.blobstore import (
     placement_locations,
 )
 from services.registry.domain.repositories import Repository
-from services.registry.v2.access import Grant, authorize
+from services.registry.v2.access import Grant, authorize, pull_scope
 from services.registry.v2.blobs import checked_digest
 from services.registry.v2.errors import RegistryError
 from services.registry.v2.upload_sessions import (
@@ -43,7 +43,9 @@ from shared.oci.digest import is_digest
 
 router = APIRouter()
 
-_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)")
+# Positions and lengths are 64-bit: at most 19 ASCII digits (\d would take any Unicode digit).
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
 
 
 def _upload_url(name: str, session: UploadSession) -> str:
@@ -102,9 +104,15 @@ def _content_length(request: Request) -> int | None:
     header = request.headers.get("content-length")
     if header is None:
         return None
-    if not header.isdigit():
+    if not _CONTENT_LENGTH.fullmatch(header):
         raise _upload_invalid("invalid Content-Length")
     return int(header)
+
+
+def parse_content_range(header: str) -> tuple[int, int] | None:
+    """(first, last) byte positions of a chunk's Content-Range ('<first>-<last>'); None when malformed."""
+    match = _CONTENT_RANGE.fullmatch(header.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _chunk_length(request: Request, name: str, session: UploadSession) -> int | None:
@@ -113,10 +121,10 @@ def _chunk_length(request: Request, name: str, session: UploadSession) -> int | 
     content_range = request.headers.get("content-range")
     if content_range is None:
         return content_length
-    match = _CONTENT_RANGE.fullmatch(content_range.strip())
-    if match is None:
+    positions = parse_content_range(content_range)
+    if positions is None:
         raise _out_of_order(name, session)
-    first, last = int(match.group(1)), int(match.group(2))
+    first, last = positions
     if first != session.byte_offset or last < first:
         raise _out_of_order(name, session)
     if content_length is not None and content_length != last - first + 1:
@@ -226,7 +234,7 @@ async def start_upload(
     """Start an upload session (202), or in one request: mount a blob from another repository
     (?mount=&from=, 201; a new session when the mount is not possible) or upload the body as a
     whole blob (?digest=, 201)."""
-    grant = await authorize(context, request, name, "push")
+    grant = await authorize(context, request, name, "push", also_challenged=pull_scope(mount and mount_from))
     if mount is not None and await _mount(context, request, grant, mount, mount_from):
         return _created(name, mount)
     if digest is not None:

@@ -1,0 +1,269 @@
+"""Tag immutability policies: which live tags may not be moved, deleted or expired.
+
+A policy belongs to an organization (covering every repository of it) or to one repository. Its
+``tag_pattern`` is a regular expression matched against the whole tag name (fullmatch semantics:
+``v1`` covers ``v1`` only, ``v1.*`` covers ``v1`` and ``v1.2``). ``tag_pattern_matches`` true makes
+the tags it matches immutable, false the tags it does not match. A tag is immutable while at least
+one policy covering its repository says so: policies are evaluated at each change, so a new policy
+protects existing tags at once and a deleted one releases them.
+
+Patterns come from administrators but are still untrusted input: they run under the ``regex``
+library's time limit, off the event loop, and a pattern that exceeds it counts as covering the tag
+(the safe answer is "immutable").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Collection, Iterable
+from functools import lru_cache
+
+import asyncpg
+import regex
+from pydantic import BaseModel, ConfigDict
+
+from services.registry.domain.manifest_store import lock_tag
+
+MAX_PATTERN_LENGTH = 256
+# Policies of one organization, and of one repository: every tag change evaluates them all.
+MAX_POLICIES_PER_OWNER = 50
+_MATCH_TIMEOUT_S = 0.05
+
+
+class PolicyError(ValueError):
+    """The policy cannot be stored as asked (bad pattern, duplicate, too many); the message says why."""
+
+
+class PolicyNotFoundError(LookupError):
+    """No such policy for this organization or repository."""
+
+
+class ImmutableTagError(Exception):
+    """The change would move, delete or expire an immutable tag."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(
+            f"tag {tag!r} is immutable: an immutability policy of its repository or organization protects it"
+        )
+        self.tag = tag
+
+
+class PolicyOwner(BaseModel):
+    """An organization (``repository_id`` None) or one of its repositories."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace_id: int
+    repository_id: int | None = None
+
+
+class PolicyRules(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tag_pattern: str
+    tag_pattern_matches: bool = True
+
+
+class ImmutabilityPolicy(PolicyRules):
+    uuid: uuid.UUID
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
+
+
+def checked_pattern(pattern: str) -> str:
+    """The pattern without surrounding blanks; PolicyError when empty, too long or not a regex."""
+    stripped = pattern.strip()
+    if not stripped:
+        raise PolicyError("tagPattern is required and must be a non-empty string")
+    if len(stripped) > MAX_PATTERN_LENGTH:
+        raise PolicyError(f"tagPattern must be {MAX_PATTERN_LENGTH} characters or less")
+    if "\0" in stripped:
+        raise PolicyError("tagPattern must not contain NUL characters")
+    try:
+        _compiled(stripped)
+    except regex.error as error:
+        raise PolicyError(f"Invalid regex pattern: {error}") from error
+    return stripped
+
+
+def _fully_matches(pattern: str, tag: str) -> bool:
+    try:
+        return _compiled(pattern).fullmatch(tag, timeout=_MATCH_TIMEOUT_S) is not None
+    except TimeoutError:
+        return True
+
+
+def _protects(rules: PolicyRules, tag: str) -> bool:
+    matched = _fully_matches(rules.tag_pattern, tag)
+    return matched if rules.tag_pattern_matches else not matched
+
+
+def _protected(policies: list[PolicyRules], tags: Iterable[str]) -> list[str]:
+    return [tag for tag in tags if any(_protects(policy, tag) for policy in policies)]
+
+
+async def immutable_tags(conn: asyncpg.Connection, repository_id: int, tags: Collection[str]) -> list[str]:
+    """The names among ``tags`` that the policies of the repository and its organization protect."""
+    if not tags:
+        return []
+    rows = await conn.fetch(
+        "SELECT p.tag_pattern, p.tag_pattern_matches FROM immutability_policy p"
+        " JOIN repository r ON r.namespace_id = p.namespace_id"
+        " WHERE r.id = $1 AND p.repository_id IS NULL"
+        " UNION ALL"
+        " SELECT tag_pattern, tag_pattern_matches FROM immutability_policy WHERE repository_id = $1",
+        repository_id,
+    )
+    if not rows:
+        return []
+    policies = [PolicyRules(tag_pattern=row[0], tag_pattern_matches=row[1]) for row in rows]
+    return await asyncio.to_thread(_protected, policies, list(tags))
+
+
+async def refuse_immutable(conn: asyncpg.Connection, repository_id: int, tags: Collection[str]) -> None:
+    """ImmutableTagError naming the first of ``tags`` that a policy protects."""
+    protected = await immutable_tags(conn, repository_id, tags)
+    if protected:
+        raise ImmutableTagError(protected[0])
+
+
+async def refuse_moving_immutable_tags(
+    conn: asyncpg.Connection, repository_id: int, tags: Collection[str], digest: str
+) -> None:
+    """For a push of ``digest`` under ``tags``: ImmutableTagError when it would move a live immutable
+    tag to another manifest (creating a tag, or pushing the digest it points at, is fine).
+
+    Locks the tag names until the caller's transaction ends, so no concurrent push moves them between
+    this check and the caller's change.
+    """
+    if not tags:
+        return
+    for tag in sorted(tags):
+        await lock_tag(conn, repository_id, tag)
+    rows = await conn.fetch(
+        "SELECT t.name FROM tag t JOIN manifest m ON m.id = t.manifest_id"
+        " WHERE t.repository_id = $1 AND t.name = ANY($2::text[])"
+        " AND (t.lifetime_end IS NULL OR t.lifetime_end > now()) AND m.digest <> $3",
+        repository_id,
+        list(tags),
+        digest,
+    )
+    await refuse_immutable(conn, repository_id, [row["name"] for row in rows])
+
+
+def _owner_filter(owner: PolicyOwner, first_parameter: int) -> tuple[str, list[object]]:
+    """The WHERE clause of the owner's own policies, with its parameters from ``$first_parameter``."""
+    if owner.repository_id is None:
+        return f"namespace_id = ${first_parameter} AND repository_id IS NULL", [owner.namespace_id]
+    return f"repository_id = ${first_parameter}", [owner.repository_id]
+
+
+def _policy(row: asyncpg.Record) -> ImmutabilityPolicy:
+    return ImmutabilityPolicy(
+        uuid=row["uuid"], tag_pattern=row["tag_pattern"], tag_pattern_matches=row["tag_pattern_matches"]
+    )
+
+
+_COLUMNS = "uuid, tag_pattern, tag_pattern_matches"
+
+
+async def list_policies(conn: asyncpg.Connection, owner: PolicyOwner) -> list[ImmutabilityPolicy]:
+    """The owner's policies (at most MAX_POLICIES_PER_OWNER), oldest first."""
+    where, parameters = _owner_filter(owner, 1)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM immutability_policy WHERE {where} ORDER BY id LIMIT {MAX_POLICIES_PER_OWNER}",
+        *parameters,
+    )
+    return [_policy(row) for row in rows]
+
+
+async def get_policy(
+    conn: asyncpg.Connection, owner: PolicyOwner, policy_uuid: uuid.UUID
+) -> ImmutabilityPolicy:
+    where, parameters = _owner_filter(owner, 2)
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM immutability_policy WHERE uuid = $1 AND {where}", policy_uuid, *parameters
+    )
+    if row is None:
+        raise PolicyNotFoundError(f"no immutability policy {policy_uuid}")
+    return _policy(row)
+
+
+async def _lock_owner(conn: asyncpg.Connection, owner: PolicyOwner) -> None:
+    """Serialize the policy changes of one owner until the caller's transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('immutability:' || $1::bigint || ':' || $2::text, 0))",
+        owner.namespace_id,
+        str(owner.repository_id),
+    )
+
+
+def _duplicate(rules: PolicyRules) -> PolicyError:
+    return PolicyError(f"A policy with the tagPattern {rules.tag_pattern!r} already exists")
+
+
+async def create_policy(
+    conn: asyncpg.Connection, owner: PolicyOwner, rules: PolicyRules
+) -> ImmutabilityPolicy:
+    """Store a new policy of the owner; PolicyError for a duplicate pattern or one policy too many."""
+    async with conn.transaction():
+        await _lock_owner(conn, owner)
+        where, parameters = _owner_filter(owner, 1)
+        count = await conn.fetchval(f"SELECT count(*) FROM immutability_policy WHERE {where}", *parameters)
+        if count >= MAX_POLICIES_PER_OWNER:
+            raise PolicyError(f"at most {MAX_POLICIES_PER_OWNER} immutability policies are allowed here")
+        try:
+            row = await conn.fetchrow(
+                "INSERT INTO immutability_policy"
+                " (uuid, namespace_id, repository_id, tag_pattern, tag_pattern_matches)"
+                f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}",
+                uuid.uuid4(),
+                owner.namespace_id,
+                owner.repository_id,
+                rules.tag_pattern,
+                rules.tag_pattern_matches,
+            )
+        except asyncpg.UniqueViolationError as error:
+            raise _duplicate(rules) from error
+    return _policy(row)
+
+
+async def update_policy(
+    conn: asyncpg.Connection, owner: PolicyOwner, policy_uuid: uuid.UUID, rules: PolicyRules
+) -> ImmutabilityPolicy:
+    """Replace the policy's rules; PolicyNotFoundError, or PolicyError for a duplicate pattern."""
+    where, parameters = _owner_filter(owner, 4)
+    try:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE immutability_policy SET tag_pattern = $2, tag_pattern_matches = $3"
+                f" WHERE uuid = $1 AND {where} RETURNING {_COLUMNS}",
+                policy_uuid,
+                rules.tag_pattern,
+                rules.tag_pattern_matches,
+                *parameters,
+            )
+    except asyncpg.UniqueViolationError as error:
+        raise _duplicate(rules) from error
+    if row is None:
+        raise PolicyNotFoundError(f"no immutability policy {policy_uuid}")
+    return _policy(row)
+
+
+async def delete_policy(
+    conn: asyncpg.Connection, owner: PolicyOwner, policy_uuid: uuid.UUID
+) -> ImmutabilityPolicy:
+    """Delete the policy; PolicyNotFoundError when the owner has none with this uuid."""
+    where, parameters = _owner_filter(owner, 2)
+    row = await conn.fetchrow(
+        f"DELETE FROM immutability_policy WHERE uuid = $1 AND {where} RETURNING {_COLUMNS}",
+        policy_uuid,
+        *parameters,
+    )
+    if row is None:
+        raise PolicyNotFoundError(f"no immutability policy {policy_uuid}")
+    return _policy(row)
