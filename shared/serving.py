@@ -133,11 +133,12 @@ def _protocol_with_header_timeout(timeout_s: float) -> type[HttpToolsProtocol]:
 
 
 def tls_files(settings: Settings) -> TlsFiles | None:
-    """The TLS files settings name, None for plain HTTP; ValueError when only one of cert and key is set."""
+    """The TLS files settings name, None for plain HTTP; ServerStartError when only one of the
+    certificate and the key is set."""
     if settings.tls_cert_file is None and settings.tls_key_file is None:
         return None
     if settings.tls_cert_file is None or settings.tls_key_file is None:
-        raise ValueError("QUAYSIDE_TLS_CERT_FILE and QUAYSIDE_TLS_KEY_FILE must be set together")
+        raise ServerStartError("QUAYSIDE_TLS_CERT_FILE and QUAYSIDE_TLS_KEY_FILE must be set together")
     client_ca = settings.tls_client_ca_file
     return TlsFiles(
         cert_file=Path(settings.tls_cert_file),
@@ -199,7 +200,11 @@ async def serve(
     and the worker's exception when the worker failed.
     """
     settings = settings or Settings()
-    tls = await _server_tls(settings)
+    try:
+        tls = await _server_tls(settings)
+    except ServerStartError:
+        worker.close()
+        raise
     server = _Server(
         uvicorn.Config(
             app,

@@ -24,6 +24,12 @@ _PREFIX = "qsapp_"
 # last_accessed_at is refreshed at most this often, so a busy token does not write on every request.
 _LAST_ACCESSED_RESOLUTION = "1 minute"
 _COLUMNS = "uuid, title, created_at, last_accessed_at, expires_at"
+# Bounds a user's (unpaginated, as in Quay) token list.
+MAX_TOKENS_PER_USER = 100
+
+
+class TooManyAppTokensError(Exception):
+    pass
 
 
 class AppToken(BaseModel):
@@ -47,17 +53,22 @@ def _digest(token: str) -> str:
 async def create_app_token(
     conn: asyncpg.Connection, user_id: int, title: str, lifetime: timedelta | None
 ) -> IssuedAppToken:
-    """Store a new token of the user, expiring after ``lifetime`` (None: never)."""
+    """Store a new token of the user, expiring after ``lifetime`` (None: never);
+    TooManyAppTokensError when the user holds MAX_TOKENS_PER_USER already."""
     token = _PREFIX + secrets.token_urlsafe(32)
     row = await conn.fetchrow(
         "INSERT INTO app_token (uuid, user_id, title, token_hash, expires_at)"
-        f" VALUES ($1, $2, $3, $4, now() + $5::interval) RETURNING {_COLUMNS}",
+        " SELECT $1, $2, $3, $4, now() + $5::interval"
+        f" WHERE (SELECT count(*) FROM app_token WHERE user_id = $2) < $6 RETURNING {_COLUMNS}",
         uuid.uuid4(),
         user_id,
         title,
         _digest(token),
         lifetime,
+        MAX_TOKENS_PER_USER,
     )
+    if row is None:
+        raise TooManyAppTokensError(f"a user holds at most {MAX_TOKENS_PER_USER} app-specific tokens")
     return IssuedAppToken(**dict(row), token_code=token)
 
 

@@ -148,8 +148,13 @@ class LoginLimiter:
         if check is None or time.monotonic() - check.read_at > CHECK_CACHE_S:
             check = _Check(time.monotonic(), asyncio.create_task(self._read_lock_ends(account, address)))
             self._store(key, check)
-        # Shielded: concurrent requests share one read, whichever of them goes away.
-        return await asyncio.shield(check.lock_ends)
+        try:
+            # Shielded: concurrent requests share one read, whichever of them goes away.
+            return await asyncio.shield(check.lock_ends)
+        except Exception:
+            if self._checks.get(key) is check:  # a failed read is not remembered
+                del self._checks[key]
+            raise
 
     async def _read_lock_ends(self, account: str | None, address: str) -> float | None:
         accounts = [_ANY_ACCOUNT] if account is None else [account, _ANY_ACCOUNT]

@@ -26,6 +26,8 @@ _CLIENT_ID = re.compile(r"[A-Z0-9]{20}")
 # Quay's lifetime of an access token minted by the implicit flow (10 years).
 ACCESS_TOKEN_LIFETIME = timedelta(seconds=int(60 * 60 * 24 * 365.25 * 10))
 _MAX_TOKEN_NAME = 255
+# Bounds an organization's (unpaginated, as in Quay) application list.
+MAX_APPLICATIONS_PER_ORGANIZATION = 100
 _COLUMNS = (
     "id, namespace_id, client_id, client_secret_encrypted, name, description,"
     " application_uri, redirect_uri, avatar_email"
@@ -40,6 +42,10 @@ class ApplicationFields(BaseModel):
     application_uri: str = ""
     redirect_uri: str = ""
     avatar_email: str | None = None
+
+
+class TooManyApplicationsError(Exception):
+    pass
 
 
 class OAuthApplication(ApplicationFields):
@@ -67,10 +73,13 @@ def _application(row: asyncpg.Record, box: SecretBox) -> OAuthApplication:
 async def create_application(
     conn: asyncpg.Connection, box: SecretBox, namespace_id: int, fields: ApplicationFields
 ) -> OAuthApplication:
+    """A new application with new credentials; TooManyApplicationsError past the organization's limit."""
     row = await conn.fetchrow(
         "INSERT INTO oauth_application (namespace_id, client_id, client_secret_encrypted, name,"
         " description, application_uri, redirect_uri, avatar_email)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}",
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8"
+        " WHERE (SELECT count(*) FROM oauth_application WHERE namespace_id = $1) < $9"
+        f" RETURNING {_COLUMNS}",
         namespace_id,
         _random(20),
         box.encrypt(_random(40)),
@@ -79,7 +88,12 @@ async def create_application(
         fields.application_uri,
         fields.redirect_uri,
         fields.avatar_email,
+        MAX_APPLICATIONS_PER_ORGANIZATION,
     )
+    if row is None:
+        raise TooManyApplicationsError(
+            f"an organization has at most {MAX_APPLICATIONS_PER_ORGANIZATION} applications"
+        )
     return _application(row, box)
 
 

@@ -1,14 +1,20 @@
 """Password and robot-token hashing (argon2id), off the event loop: hashing is deliberately slow.
 
 Every hash and verification runs on a small dedicated thread pool, so a burst of logins queues
-there instead of taking the event loop's default executor (file I/O, DNS) or every core.
+there instead of taking the event loop's default executor (file I/O, DNS) or every core. Its
+threads (and the threads argon2 starts from them) run at a lower CPU priority than the event loop,
+so serving requests comes first when the cores are busy. Each running verification holds the
+hash's memory cost (64 MiB by default): the pool bounds that too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -24,8 +30,20 @@ ARGON2_VERIFICATIONS = Counter(
     "argon2 verifications run (passwords and robot tokens, unknown accounts included).",
 )
 
+# Linux niceness added to the pool's threads: a thread's own, inherited by the threads it starts.
+_NICENESS = 10
+
 _hasher = PasswordHasher()
-_pool = ThreadPoolExecutor(max_workers=ARGON2_THREADS, thread_name_prefix="argon2")
+
+
+def _lower_thread_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the thread keeps its priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICENESS)
+
+
+_pool = ThreadPoolExecutor(
+    max_workers=ARGON2_THREADS, thread_name_prefix="argon2", initializer=_lower_thread_priority
+)
 _T = TypeVar("_T")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.auth.app_tokens import MAX_TOKENS_PER_USER
 from tests.e2e.helpers import TAG, image_layout, pull
 from tests.fixtures.live_registry import LiveRegistry
 from tests.fixtures.registry import Account, Registry
@@ -261,3 +262,19 @@ async def test_openapi_describes_the_new_operations(registry: Registry) -> None:
         "redirect_uri",
         "scope",
     }
+
+
+async def test_a_user_holds_a_bounded_number_of_tokens(registry: Registry) -> None:
+    user = await registry.user()
+    await registry.context.pool.execute(
+        "INSERT INTO app_token (uuid, user_id, title, token_hash)"
+        " SELECT gen_random_uuid(), u.id, 'bulk', md5(i::text) FROM app_user u, generate_series(1, $2) i"
+        " WHERE u.username = $1",
+        user.username,
+        MAX_TOKENS_PER_USER,
+    )
+    async with registry.client(user) as client:
+        refused = await client.post(_TOKENS, json={"title": "one too many"})
+        listed = (await client.get(_TOKENS)).json()["tokens"]
+    assert refused.status_code == 400 and "at most" in refused.json()["detail"]
+    assert len(listed) == MAX_TOKENS_PER_USER

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.registry.domain.immutability import MAX_POLICIES_PER_OWNER
 from tests.api.conftest import Organization
 from tests.fixtures.registry import Registry
 from tests.support.oci import Image, error_code, push_image, push_image_blobs, random_image
@@ -162,6 +163,7 @@ async def test_repository_policies_of_an_unknown_repository_answer_404(
         {"tagPattern": "a" * 257},
         {"tagPattern": 5},
         {"tagPattern": "v1", "tagPatternMatches": "yes"},
+        {"tagPattern": "v1\u0000"},
         ["v1"],
     ],
     ids=[
@@ -172,6 +174,7 @@ async def test_repository_policies_of_an_unknown_repository_answer_404(
         "too-long",
         "not-a-string",
         "bad-sense",
+        "nul",
         "not-an-object",
     ],
 )
@@ -202,6 +205,25 @@ async def test_a_duplicate_pattern_is_refused(
     assert renamed_onto_another.status_code == 400
     listed = (await owner_client.get(policies)).json()["policies"]
     assert [(policy["uuid"], policy["tagPattern"]) for policy in listed] == [(first, "v1"), (second, "v2")]
+
+
+async def test_an_owner_holds_at_most_the_policy_limit(
+    owner_client: httpx.AsyncClient, organization: Organization, repository: str
+) -> None:
+    policies = organization_policies(organization)
+    for index in range(MAX_POLICIES_PER_OWNER):
+        await create_policy(owner_client, policies, f"v{index}")
+
+    one_more = await owner_client.post(policies, json={"tagPattern": "one-more"})
+    await pushed(owner_client, repository, V1)
+    for_a_repository = await owner_client.post(
+        repository_policies(repository), json={"tagPattern": "one-more"}
+    )
+
+    assert one_more.status_code == 400
+    assert f"at most {MAX_POLICIES_PER_OWNER}" in one_more.json()["detail"]
+    assert len((await owner_client.get(policies)).json()["policies"]) == MAX_POLICIES_PER_OWNER
+    assert for_a_repository.status_code == 201  # the limit is per organization, and per repository
 
 
 async def test_unknown_policies_answer_404(

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from services.registry.api.messages import MAX_CONTENT_CHARS
+from services.registry.domain.global_messages import MAX_MESSAGES
 from tests.api.conftest import Tokens
 from tests.fixtures.registry import Account, Registry
 
@@ -109,3 +110,15 @@ async def test_deleting_an_unknown_message_answers_404(
     assert response.status_code == 404
     assert isinstance(response.json()["detail"], str)
     assert len(await _messages(registry)) == 1
+
+
+async def test_no_more_than_the_bound_of_messages_exist(registry: Registry, superuser: Account) -> None:
+    async with registry.context.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO global_message (uuid, content, media_type, severity)"
+            " SELECT gen_random_uuid(), 'm' || i, 'text/plain', 'info' FROM generate_series(1, $1) AS i",
+            MAX_MESSAGES,
+        )
+    refused = await _create(registry, superuser, {"message": NOTICE})
+    assert refused.status_code == 400 and "delete one first" in refused.json()["detail"]
+    assert len(await _messages(registry)) == MAX_MESSAGES

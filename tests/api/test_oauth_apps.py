@@ -9,7 +9,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from shared.auth.oauth_apps import MAX_APPLICATIONS_PER_ORGANIZATION
 from tests.api.conftest import Organization, Tokens
+from tests.api.test_session import signed_in
 from tests.fixtures.registry import Account, Registry
 from tests.support.oci import push_image, random_image
 
@@ -355,3 +357,37 @@ async def test_app_tokens_authorize_applications_too(registry: Registry, organiz
     async with registry.client(Account("$app", created["token_code"])) as client:
         response = await _authorize(client, _grant(application["client_id"]))
     assert response.status_code == 302
+
+
+async def test_an_organization_has_a_bounded_number_of_applications(
+    registry: Registry, organization: Organization
+) -> None:
+    await registry.context.pool.execute(
+        "INSERT INTO oauth_application (namespace_id, client_id, client_secret_encrypted, name)"
+        " SELECT n.id, upper(substr(md5(i::text), 1, 20)), 'unused', 'bulk'"
+        " FROM namespace n, generate_series(1, $2) i WHERE n.name = $1",
+        organization.name,
+        MAX_APPLICATIONS_PER_ORGANIZATION,
+    )
+    async with registry.client(organization.owner) as client:
+        refused = await client.post(_applications(organization), json={"name": "one too many"})
+    count = await registry.context.pool.fetchval("SELECT count(*) FROM oauth_application")
+    assert refused.status_code == 400 and "at most" in refused.json()["detail"]
+    assert count == MAX_APPLICATIONS_PER_ORGANIZATION
+
+
+async def test_a_web_session_authorizes_with_its_csrf_token(
+    registry: Registry, organization: Organization
+) -> None:
+    application = await _new_application(registry, organization)
+    user = await registry.user()
+    before = await _api_token_count(registry)
+    async with signed_in(registry, user) as (client, csrf_token):
+        without = await _authorize(client, _grant(application["client_id"]))
+        assert await _api_token_count(registry) == before
+        granted = await _authorize(client, _grant(application["client_id"]), **{"X-CSRF-Token": csrf_token})
+    assert without.status_code == 403
+    bearer = {"Authorization": f"Bearer {_fragment(granted)['access_token']}"}
+    async with registry.client() as client:
+        me = await client.get("/api/v1/user/", headers=bearer)
+    assert me.status_code == 403 and "user:read" in me.json()["detail"]  # granted repo:read only

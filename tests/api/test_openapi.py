@@ -41,10 +41,7 @@ ACCOUNT_OPERATIONS = {
 
 
 async def test_openapi_lists_every_account_endpoint_and_the_credentials(registry: Registry) -> None:
-    async with registry.client() as client:
-        response = await client.get("/openapi.json")
-    assert response.status_code == 200
-    spec = response.json()
+    spec = registry.app.openapi()  # served at /openapi.json only when QUAYSIDE_HTTP_API_DOCS is set
     operations = {(method, path) for path, methods in spec["paths"].items() for method in methods}
     assert operations >= ACCOUNT_OPERATIONS
     assert {"HTTPBearer", "HTTPBasic"} <= set(spec["components"]["securitySchemes"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import Organization
+from tests.api.conftest import Organization, Tokens
 from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.support.registry_app import running_registry
 
@@ -128,6 +128,24 @@ async def test_wrong_credentials_get_quays_signin_refusal(
     assert me.status_code == 401
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "a\u0000b", "password": "secret"},
+        {"username": "alice", "password": "se\u0000cret"},
+        {"username": "$app", "password": "not-an-app-token"},
+        {"username": "x" * 255, "password": "y" * 1024},
+    ],
+)
+async def test_odd_credentials_are_refused_cleanly(registry: Registry, body: dict[str, str]) -> None:
+    async with registry.client() as client:
+        token = (await client.get("/csrf_token")).json()["csrf_token"]
+        answer = await client.post("/api/v1/signin", json=body, headers={"X-CSRF-Token": token})
+    assert answer.status_code in (400, 403), answer.text
+    assert isinstance(answer.json()["detail"], str)
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+
+
 async def test_signin_bodies_are_checked_and_unknown_fields_ignored(registry: Registry) -> None:
     user = await registry.user()
     async with registry.client() as client:
@@ -175,6 +193,16 @@ async def test_authorization_headers_win_over_the_cookie_and_need_no_csrf(regist
         me = await client.get("/api/v1/user/", auth=(other.username, other.password))
     assert as_other.status_code == 201, as_other.text
     assert me.json()["username"] == other.username and "X-Next-CSRF-Token" not in me.headers
+
+
+async def test_bearer_tokens_need_no_csrf_beside_a_session_cookie(registry: Registry, tokens: Tokens) -> None:
+    user = await registry.user()
+    token = await tokens.create(user, ["user:admin"])
+    async with signed_in(registry, user) as (client, _):
+        created = await client.post(
+            "/api/v1/organization/", json={"name": "bearerorg"}, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert created.status_code == 201, created.text
 
 
 async def test_signout_ends_the_session_server_side(registry: Registry) -> None:
@@ -290,3 +318,22 @@ async def test_a_second_signin_replaces_the_session(registry: Registry) -> None:
         old = await copy.get("/api/v1/user/")
     assert again.status_code == 200 and second != first
     assert old.status_code == 401
+
+
+async def test_a_session_has_exactly_its_users_permissions(
+    registry: Registry, organization: Organization
+) -> None:
+    outsider = await registry.user()
+    repository = f"/api/v1/repository/{organization.name}/app"
+    async with signed_in(registry, organization.owner) as (owner, token):
+        created = await owner.post(
+            "/api/v1/repository",
+            json={"namespace": organization.name, "repository": "app", "visibility": "private"},
+            headers={"X-CSRF-Token": token},
+        )
+        described = await owner.put(repository, json={"description": "mine"}, headers={"X-CSRF-Token": token})
+    async with signed_in(registry, outsider) as (other, token):
+        hidden = await other.get(repository)
+        refused = await other.put(repository, json={"description": "theirs"}, headers={"X-CSRF-Token": token})
+    assert created.status_code == 201 and described.status_code == 200
+    assert hidden.status_code == 403 and refused.status_code == 403

@@ -67,6 +67,7 @@ async def test_superusers_create_users_with_a_generated_password(
         "username": "carol",
         "email": "c@x.test",
         "super_user": False,
+        "enabled": True,
     } in listed
     assert {user["username"] for user in listed} == {"carol", superuser.username}
 

@@ -86,4 +86,4 @@ async def test_up_with_tls_serves_https_with_a_local_ca(install: EmbeddedInstall
     assert f"Quayside registry on {https}" in output
     assert f"curl --cacert {ca_file}" in output and "--cert-dir" in output and "certs.d" in output
     assert by_name.status_code == 200
-    assert "x509" not in inspect.stderr and "manifest unknown" in inspect.stderr.lower(), inspect.stderr
+    assert "x509" not in inspect.stderr and "name unknown" in inspect.stderr.lower(), inspect.stderr

@@ -4,7 +4,6 @@ failed-login lockouts shared by every process, their protocol-shaped answers, an
 from __future__ import annotations
 
 import asyncio
-import base64
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -15,8 +14,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.registry.credentials_cache import CredentialsCache
+from services.registry.v2.pull_permissions import PullPermissions
 from shared.auth.identity import Identity
-from tests.fixtures.registry import Registry, registry_settings
+from tests.fixtures.registry import Account, Registry, registry_settings
+from tests.support.oci import push_image, random_image
 from tests.support.registry_app import running_registry
 from tests.support.waiting import eventually, wait_until
 
@@ -35,7 +36,7 @@ def client_at(registry: Registry, address: str) -> httpx.AsyncClient:
 
 
 def basic(username: str, secret: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{secret}".encode()).decode()}
+    return Account(username, secret).basic_header
 
 
 @pytest.fixture
@@ -190,6 +191,62 @@ async def test_a_robot_deleted_through_the_api_stops_working_at_once(registry: R
         assert (await client.get("/v2/", headers=robot.basic_header)).status_code == 401
 
 
+# Pull permissions of Basic callers
+
+
+async def can_pull(registry: Registry, account: Account, repository: str) -> bool:
+    async with registry.client() as client:
+        response = await client.get(f"/v2/{repository}/manifests/latest", headers=account.basic_header)
+    return response.status_code == 200
+
+
+def permission_path(repository: str, username: str) -> str:
+    return f"/api/v1/repository/{repository}/permissions/user/{username}"
+
+
+async def shared_repository(registry: Registry) -> tuple[Account, Account, str]:
+    """An organization's repository with an image tagged 'latest', its owner, and another user."""
+    owner = await registry.user()
+    alice = await registry.user()
+    repository = f"{await registry.organization(owner)}/app"
+    async with registry.client(owner) as client:
+        await push_image(client, repository, random_image(layer_count=1), "latest")
+    return owner, alice, repository
+
+
+async def test_permission_changes_apply_to_basic_pulls_at_once(registry: Registry) -> None:
+    owner, alice, repository = await shared_repository(registry)
+    assert not await can_pull(registry, alice, repository)
+    async with registry.client(owner) as client:
+        granted = await client.put(permission_path(repository, alice.username), json={"role": "read"})
+    assert granted.status_code == 200
+    assert await can_pull(registry, alice, repository)
+    async with registry.client(owner) as client:
+        assert (await client.delete(permission_path(repository, alice.username))).status_code == 204
+    assert not await can_pull(registry, alice, repository)
+
+
+async def test_a_permission_revoked_in_another_process_stops_basic_pulls(
+    registry: Registry, database_url: str, tmp_path: Path
+) -> None:
+    owner, alice, repository = await shared_repository(registry)
+    async with registry.client(owner) as client:
+        granted = await client.put(permission_path(repository, alice.username), json={"role": "read"})
+    assert granted.status_code == 200
+    async with running_registry(registry_settings(database_url, tmp_path / "storage")) as other:
+        # Remembered far longer than the default second: only the database's notice can drop it.
+        other.context.pull_permissions = PullPermissions(ttl_s=3600)
+        await wait_until(lambda: other.context.manifests.listening)
+        assert await can_pull(other, alice, repository)
+        async with registry.client(owner) as client:
+            assert (await client.delete(permission_path(repository, alice.username))).status_code == 204
+
+        async def refused() -> bool:
+            return not await can_pull(other, alice, repository)
+
+        await wait_until(refused)
+
+
 # Lockouts
 
 
@@ -253,6 +310,18 @@ async def test_a_lockout_ends_by_itself(database_url: str, tmp_path: Path) -> No
                 return (await client.get("/v2/", headers=alice.basic_header)).status_code == 200
 
             await eventually(logged_in, timeout_s=10)
+            # The next failure locks again, for twice as long.
+            assert (await client.get("/v2/", headers=basic(alice.username, "again"))).status_code == 401
+            assert (await client.get("/v2/", headers=alice.basic_header)).status_code == 429
+        async with registry.context.pool.acquire() as conn:
+            messages = await conn.fetch(
+                "SELECT metadata->>'message' AS message FROM log_entry WHERE kind = 'login_failure' ORDER BY id"
+            )
+        assert [row["message"].rpartition("; ")[2] for row in messages] == [
+            "invalid credentials",
+            "too many failed logins, locked out for 1 s",
+            "too many failed logins, locked out for 2 s",
+        ]
 
 
 async def test_bad_api_tokens_lock_their_address_out(limited: tuple[Registry, Registry]) -> None:

@@ -129,7 +129,7 @@ def test_no_operation_answers_5xx_hangs_or_leaves_its_error_format(fuzzed_schema
             except requests.exceptions.ReadTimeout:
                 problems.append(f"{case.method} {case.formatted_path}: no answer in {REQUEST_DEADLINE_S} s")
                 return
-            problem = protocol_format_problem(operation.path, case.method, response)
+            problem = protocol_format_problem(case.operation.path, case.method, response)
             if problem is not None:
                 problems.append(f"{case.method} {case.formatted_path} {case.query or ''}: {problem}")
 

@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from services.mirror.app import create_app as create_mirror_app
+from shared.http_input import database_input_handler
 from shared.oci.mediatypes import OCI_MANIFEST
 from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.support.oci import Image, descriptor, push_image, random_image
@@ -407,3 +410,32 @@ async def test_a_newline_in_an_api_path_is_a_quay_400(pushed: Pushed, path: str)
         tags = (await client.get(f"{pushed.api_path}/tag/")).json()["tags"]
     assert_quay_error(response, 400)
     assert [tag["name"] for tag in tags] == ["v1"]
+
+
+# The last line of defence
+
+
+@pytest.mark.parametrize("path", ["/v2/probe", "/api/v1/probe"])
+async def test_a_value_postgresql_refuses_is_a_400_in_the_protocol_format(
+    database_url: str, path: str
+) -> None:
+    """Should a NUL slip past the boundary, PostgreSQL's refusal is a 400, not a 500."""
+    app = FastAPI()
+    app.add_exception_handler(asyncpg.DataError, database_input_handler)
+
+    @app.get(path)
+    async def probe() -> str:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return str(await conn.fetchval("SELECT $1::text", "a\x00b"))
+        finally:
+            await conn.close()
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://probe.test"
+    ) as client:
+        response = await client.get(path)
+    if path.startswith("/v2"):
+        assert_oci_error(response, 400, "UNSUPPORTED")
+    else:
+        assert_quay_error(response, 400)

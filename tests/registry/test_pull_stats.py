@@ -3,6 +3,7 @@ per manifest where Quay shows them (and only to callers granted read on the repo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -11,6 +12,8 @@ import pytest
 
 from services.registry.domain.pull_stats import PullStats
 from shared.oci.digest import digest_bytes
+from tests.e2e.helpers import TAG, image_layout, pull, push
+from tests.fixtures.live_registry import LiveRegistry
 from tests.fixtures.registry import Account, Registry
 from tests.support.oci import bearer_header, bearer_token, push_image, random_image
 from tests.support.registry_app import running_registry
@@ -19,7 +22,13 @@ from tests.support.waiting import eventually, wait_until
 _API = "/api/v1/repository"
 
 
-async def _pull(client: httpx.AsyncClient, name: str, reference: str, times: int = 1, **headers: str) -> None:
+async def _pull(
+    client: httpx.AsyncClient,
+    name: str,
+    reference: str,
+    times: int = 1,
+    headers: dict[str, str] | None = None,
+) -> None:
     for _ in range(times):
         response = await client.get(f"/v2/{name}/manifests/{reference}", headers=headers)
         assert response.status_code == 200, response.text
@@ -91,9 +100,9 @@ async def test_pulls_served_from_the_manifest_cache_count_too(registry: Registry
         digest = await push_image(client, name, random_image(), "v1")
         token = await bearer_token(client, f"repository:{name}:pull")
     async with registry.client() as client:
-        await _pull(client, name, "v1", **bearer_header(token))
+        await _pull(client, name, "v1", headers=bearer_header(token))
         assert registry.context.manifests.get(name, "v1") is not None  # the next ones are cache hits
-        await _pull(client, name, "v1", times=4, **bearer_header(token))
+        await _pull(client, name, "v1", times=4, headers=bearer_header(token))
     await _flush(registry)
     async with registry.client(owner) as client:
         statistics = await _tag_statistics(client, name, "v1")
@@ -108,7 +117,7 @@ async def test_the_registry_flushes_on_its_own_and_at_shutdown(registry: Registr
     frequent = registry.settings.model_copy(update={"pull_stats_flush_interval_s": 0.1})
     async with running_registry(frequent) as replica, replica.client(owner) as client:
         await _pull(client, name, "v1", times=2)
-        await eventually(lambda: _counted(registry, "v1", 2))
+        await wait_until(lambda: _counted(registry, "v1", 2))
     rare = registry.settings.model_copy(update={"pull_stats_flush_interval_s": 3600})
     async with running_registry(rare) as replica, replica.client(owner) as client:
         await _pull(client, name, "v1", times=3)
@@ -205,3 +214,29 @@ async def test_unknown_or_malformed_references_are_refused(
         response = await client.get(f"{_API}/{name}/{path}")
     assert response.status_code == status, response.text
     assert isinstance(response.json()["detail"], str)
+
+
+@pytest.fixture
+def live_registry_env() -> dict[str, str]:
+    return {"QUAYSIDE_PULL_STATS_FLUSH_INTERVAL_S": "0.2"}
+
+
+@pytest.mark.e2e
+async def test_skopeo_pulls_are_counted_by_the_server_process(
+    live_registry: LiveRegistry, tmp_path: Path
+) -> None:
+    owner = await live_registry.user()
+    layout, _ = await image_layout(tmp_path / "source")
+    name = f"{owner.username}/app"
+    reference = live_registry.reference(name, TAG)
+    await push(layout, reference, owner)
+    for attempt in range(3):
+        (await pull(reference, tmp_path / f"pulled{attempt}", owner)).check()
+
+    async def statistics() -> dict[str, Any] | None:
+        async with httpx.AsyncClient(base_url=live_registry.url, auth=owner.auth) as client:
+            answer = await _tag_statistics(client, name, TAG)
+        return answer if answer["tag_pull_count"] == 3 else None
+
+    counted: dict[str, Any] = await eventually(statistics)
+    assert counted["manifest_pull_count"] == 3

@@ -17,7 +17,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from shared.config import Settings
+from shared.serving import ListenAddress, ServerStartError, serve
 from shared.tls import issue_certificate, write_certificate
+from tests.support.process import free_port
 from tests.support.served import served
 from tests.support.skopeo import run_skopeo
 from tests.support.waiting import eventually
@@ -137,3 +139,19 @@ async def test_mutual_tls_refuses_clients_without_a_certificate_of_the_ca(
             async with httpx.AsyncClient(verify=context) as client:
                 with pytest.raises(httpx.TransportError):
                     await client.get(url)
+
+
+async def test_a_key_that_does_not_match_the_certificate_stops_the_start(
+    local_ca: LocalCa, other_ca: LocalCa
+) -> None:
+    cert_file, _ = local_ca.issue("server")
+    _, stranger_key = other_ca.issue("stranger")
+    address = ListenAddress(host="127.0.0.1", port=free_port())
+    with pytest.raises(ServerStartError, match="unusable"):
+        await serve(
+            small_app(),
+            address,
+            asyncio.Event().wait(),
+            asyncio.Event(),
+            settings=tls_settings(cert_file, stranger_key),
+        )

@@ -21,6 +21,7 @@ from services.registry.api.common import (
     NO_NUL,
     ApiModel,
     api_router,
+    bad_request,
     db_connection,
     not_found,
 )
@@ -31,6 +32,7 @@ from shared.auth.accounts import Namespace
 from shared.auth.oauth_apps import (
     ApplicationFields,
     OAuthApplication,
+    TooManyApplicationsError,
     create_application,
     delete_application,
     find_application,
@@ -150,7 +152,10 @@ async def create_organization_application(
 ) -> dict[str, Any]:
     """Create an application with a new client id and secret (createOrganizationApplication)."""
     async with conn.transaction():
-        application = await create_application(conn, _box(context), organization.id, body.fields())
+        try:
+            application = await create_application(conn, _box(context), organization.id, body.fields())
+        except TooManyApplicationsError as error:
+            raise bad_request(f"{error}: delete one first") from error
         await _log(
             conn, request, caller, "create_application", organization, _change_metadata(body, application)
         )

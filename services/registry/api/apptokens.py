@@ -22,6 +22,7 @@ from services.registry.api.common import (
     NO_NUL,
     ApiModel,
     api_router,
+    bad_request,
     db_connection,
     format_date,
     not_found,
@@ -31,6 +32,7 @@ from services.registry.context import RegistryContext, get_context
 from services.registry.domain.audit import client_ip
 from shared.auth.app_tokens import (
     AppToken,
+    TooManyAppTokensError,
     create_app_token,
     get_app_token,
     list_app_tokens,
@@ -104,7 +106,10 @@ async def create_token(
     lifetime_s = context.settings.app_token_expiration_s
     lifetime = timedelta(seconds=lifetime_s) if lifetime_s else None
     async with conn.transaction():
-        issued = await create_app_token(conn, user.id, body.title, lifetime)
+        try:
+            issued = await create_app_token(conn, user.id, body.title, lifetime)
+        except TooManyAppTokensError as error:
+            raise bad_request(f"{error}: revoke one first") from error
         await _log(conn, request, "create_app_specific_token", user, issued)
     return {"token": token_view(issued) | {"token_code": issued.token_code}}
 

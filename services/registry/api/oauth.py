@@ -3,10 +3,11 @@ scope, response_type=token) by a logged-in user mints an access token for an org
 application and redirects to ``redirect_uri#access_token=…&token_type=Bearer&expires_in=…&scope=…``.
 
 The token is an API token of the user with exactly the scopes granted (shared.auth.oauth_apps).
-Refusals answer Quay's error JSON and mint nothing, without redirecting: an unknown client id or a
-redirect URI that is not the application's could otherwise send the error, or a token, anywhere.
-Browsers send remembered Basic credentials with forms posted from any site, so requests a browser
-marks as cross-site are refused.
+The user is whoever the request's credentials prove (Basic, an API token, a web session with its
+CSRF token). Refusals answer Quay's error JSON and mint nothing, without redirecting: an unknown
+client id or a redirect URI that is not the application's could otherwise send the error, or a
+token, anywhere. Browsers send remembered Basic credentials with forms posted from any site, so
+requests a browser marks as cross-site are refused.
 """
 
 from __future__ import annotations

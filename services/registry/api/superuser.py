@@ -22,6 +22,7 @@ from services.registry.domain.audit import client_ip
 from services.registry.domain.entity_search import avatar
 from services.registry.domain.install_users import InstallUser
 from shared.auth.accounts import purge_namespaces_marked_for_deletion
+from shared.auth.passwords import hash_secret
 from shared.usage_logs import record
 
 router = api_router(tags=["Users"])
@@ -113,12 +114,13 @@ async def change_install_user(
             metadata={"username": user.username, "superuser": caller_user(caller).name, **metadata},
         )
 
+    password_hash = await hash_secret(body.password) if body.password is not None else None
     async with conn.transaction():
         if body.email is not None:
             await install_users.set_email(conn, user, body.email)
             await log("user_change_email", {"email": body.email, "old_email": user.email})
-        if body.password is not None:
-            await install_users.set_password(conn, user, body.password)
+        if password_hash is not None:
+            await install_users.set_password_hash(conn, user, password_hash)
             await log("user_change_password", {})
         if body.enabled is not None and body.enabled != user.enabled:
             await install_users.set_enabled(conn, user, body.enabled)

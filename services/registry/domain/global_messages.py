@@ -40,16 +40,19 @@ async def create_message(
     conn: asyncpg.Connection, content: str, media_type: MediaType, severity: Severity
 ) -> GlobalMessage:
     """Store a message; TooManyMessagesError when MAX_MESSAGES exist already."""
-    row = await conn.fetchrow(
-        "INSERT INTO global_message (uuid, content, media_type, severity)"
-        " SELECT $1, $2, $3, $4 WHERE (SELECT count(*) FROM global_message) < $5"
-        f" RETURNING {_COLUMNS}",
-        uuid.uuid4(),
-        content,
-        media_type,
-        severity,
-        MAX_MESSAGES,
-    )
+    async with conn.transaction():
+        # Creations are rare: one at a time, so that concurrent ones cannot pass the bound together.
+        await conn.execute("LOCK TABLE global_message IN SHARE ROW EXCLUSIVE MODE")
+        row = await conn.fetchrow(
+            "INSERT INTO global_message (uuid, content, media_type, severity)"
+            " SELECT $1, $2, $3, $4 WHERE (SELECT count(*) FROM global_message) < $5"
+            f" RETURNING {_COLUMNS}",
+            uuid.uuid4(),
+            content,
+            media_type,
+            severity,
+            MAX_MESSAGES,
+        )
     if row is None:
         raise TooManyMessagesError(f"there are {MAX_MESSAGES} messages already: delete one first")
     return GlobalMessage(**dict(row))

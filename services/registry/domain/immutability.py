@@ -74,6 +74,14 @@ def _compiled(pattern: str) -> regex.Pattern[str]:
     return regex.compile(pattern)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no PostgreSQL text holds it
+        return False
+    return True
+
+
 def checked_pattern(pattern: str) -> str:
     """The pattern without surrounding blanks; PolicyError when empty, too long or not a regex."""
     stripped = pattern.strip()
@@ -81,8 +89,8 @@ def checked_pattern(pattern: str) -> str:
         raise PolicyError("tagPattern is required and must be a non-empty string")
     if len(stripped) > MAX_PATTERN_LENGTH:
         raise PolicyError(f"tagPattern must be {MAX_PATTERN_LENGTH} characters or less")
-    if "\0" in stripped:
-        raise PolicyError("tagPattern must not contain NUL characters")
+    if "\0" in stripped or not _encodable(stripped):
+        raise PolicyError("tagPattern must be UTF-8 text without NUL characters")
     try:
         _compiled(stripped)
     except regex.error as error:

@@ -9,7 +9,6 @@ from pydantic import BaseModel
 from shared.auth.accounts import create_user
 from shared.auth.api_tokens import SCOPES, create_api_token
 from shared.auth.names import InvalidNameError, check_namespace_name
-from shared.auth.passwords import hash_secret
 
 # Serialises initializations of the first user, so that two concurrent ones cannot both see no user.
 _INITIALIZE_LOCK_KEY = 0x5155_4949
@@ -62,10 +61,8 @@ async def set_email(conn: asyncpg.Connection, user: InstallUser, email: str) -> 
     await conn.execute("UPDATE namespace SET email = $2 WHERE id = $1", user.namespace_id, email)
 
 
-async def set_password(conn: asyncpg.Connection, user: InstallUser, password: str) -> None:
-    await conn.execute(
-        "UPDATE app_user SET password_hash = $2 WHERE id = $1", user.id, await hash_secret(password)
-    )
+async def set_password_hash(conn: asyncpg.Connection, user: InstallUser, password_hash: str) -> None:
+    await conn.execute("UPDATE app_user SET password_hash = $2 WHERE id = $1", user.id, password_hash)
 
 
 async def set_enabled(conn: asyncpg.Connection, user: InstallUser, enabled: bool) -> None:

@@ -6,7 +6,7 @@ its own index-ordered branch cut to the page size: public repositories, the name
 administers (its own, organizations whose admin team it is in), and its explicit permissions (its
 own, its teams'). The union of those few short branches is then sorted, so a page costs the same
 with ten repositories as with a million. These rules are the ones repository_rank_sql states;
-tests/registry/test_catalog.py and the authorization matrix hold both to the same answers.
+tests/db/test_list_pages.py and tests/registry/test_catalog.py hold both to the same answers.
 
 The SQL is module-level constants so that tests/db/test_query_plans.py explains the very queries
 the endpoints run.
