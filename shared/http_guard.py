@@ -36,11 +36,13 @@ def protocol_error(
 ) -> JSONResponse:
     """An error answer in the shape of the API path belongs to."""
     body: dict[str, Any]
+    protocol_headers = dict(ALWAYS_HEADERS)
     if _is_below(path, "/v2"):
         body = {"errors": [{"code": code, "message": message, "detail": None}]}
+        protocol_headers["Docker-Distribution-API-Version"] = "registry/2.0"
     else:
         body = quay_error_body(status, message)
-    return JSONResponse(body, status_code=status, headers={**dict(ALWAYS_HEADERS), **headers})
+    return JSONResponse(body, status_code=status, headers={**protocol_headers, **headers})
 
 
 async def server_error_handler(request: Request, _error: Exception) -> JSONResponse:

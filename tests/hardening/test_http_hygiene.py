@@ -174,4 +174,5 @@ async def test_a_500_says_connection_close_and_the_client_goes_on(path: str, sha
     assert head.startswith(b"HTTP/1.1 500 ")
     assert b"connection: close" in head.lower() and b"nosniff" in head.lower()
     assert f'"{shape}"'.encode() in body
+    assert (b"docker-distribution-api-version: registry/2.0" in head.lower()) is (shape == "errors")
     assert failed.status_code == 500 and after.status_code == 200

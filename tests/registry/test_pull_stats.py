@@ -240,3 +240,19 @@ async def test_skopeo_pulls_are_counted_by_the_server_process(
 
     counted: dict[str, Any] = await eventually(statistics)
     assert counted["manifest_pull_count"] == 3
+
+
+@pytest.mark.parametrize("path", ["tag/v1/pull_statistics", "manifest/{digest}/pull_statistics"])
+async def test_a_private_repository_answers_strangers_as_a_missing_one(
+    registry: Registry, owner: Account, path: str
+) -> None:
+    name, missing = f"{owner.username}/private", f"{owner.username}/ghost"
+    stranger = await registry.user()
+    async with registry.client(owner) as client:
+        digest = await push_image(client, name, random_image(), "v1")
+    for account, refusal in ((stranger, 403), (None, 401)):
+        async with registry.client(account) as client:
+            hidden = await client.get(f"{_API}/{name}/{path.format(digest=digest)}")
+            absent = await client.get(f"{_API}/{missing}/{path.format(digest=digest)}")
+        assert hidden.status_code == refusal, hidden.text
+        assert (hidden.status_code, hidden.text.replace(name, missing)) == (absent.status_code, absent.text)

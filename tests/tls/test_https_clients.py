@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dxf
 import pytest
+import requests
 
 from shared.tls import issue_certificate, write_certificate
 from tests.e2e.helpers import TAG, assert_same_content, credentials, image_layout
@@ -132,7 +133,7 @@ async def test_podman_pulls_and_pushes_with_verification(
 def dxf_client(
     registry: LiveRegistry, repository: str, username: str, password: str, ca_file: Path
 ) -> dxf.DXF:
-    def authenticate(client: dxf.DXF, response: object) -> None:
+    def authenticate(client: dxf.DXFBase, response: requests.Response) -> None:
         client.authenticate(username, password, response=response)
 
     return dxf.DXF(registry.host, repository, auth=authenticate, tlsverify=str(ca_file))
@@ -152,8 +153,9 @@ async def test_python_dxf_pushes_and_pulls_over_https(
         )
         digest = client.push_blob(str(blob_file))
         client.set_alias("v1", digest)
-        pulled = b"".join(client.pull_blob(digest))
-        return digest, pulled, client.list_aliases()
+        chunks = client.pull_blob(digest)
+        assert not isinstance(chunks, tuple)  # a (chunks, size) pair only with size=True
+        return digest, b"".join(chunks), list(client.list_aliases())
 
     digest, pulled, aliases = await asyncio.to_thread(round_trip)
     assert digest == f"sha256:{hashlib.sha256(content).hexdigest()}"

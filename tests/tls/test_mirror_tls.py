@@ -34,7 +34,7 @@ async def test_the_mirror_service_serves_https(database_url: str, tmp_path: Path
                 except httpx.TransportError:
                     return None
 
-            answer = await eventually(health, timeout_s=60, step_s=0.2)
+            answer: httpx.Response = await eventually(health, timeout_s=60, step_s=0.2)
             api = await client.get(f"https://127.0.0.1:{port}/api/v1/repository/a/b/mirror")
         async with httpx.AsyncClient() as plain:
             try:

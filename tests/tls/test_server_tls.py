@@ -40,6 +40,10 @@ def small_app() -> FastAPI:
     return app
 
 
+async def never_ends() -> None:
+    await asyncio.Event().wait()
+
+
 def tls_settings(cert_file: Path, key_file: Path, client_ca: Path | None = None) -> Settings:
     return Settings(
         tls_cert_file=str(cert_file),
@@ -151,7 +155,7 @@ async def test_a_key_that_does_not_match_the_certificate_stops_the_start(
         await serve(
             small_app(),
             address,
-            asyncio.Event().wait(),
+            never_ends(),
             asyncio.Event(),
             settings=tls_settings(cert_file, stranger_key),
         )
