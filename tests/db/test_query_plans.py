@@ -191,8 +191,8 @@ def _cases(world: World) -> Iterator[Case]:
             for v, wanted in (("repo-000001", narrowing.repository), ("reader", narrowing.performer))
             if wanted
         ]
-        for label, position in (("first", (day[1], 0)), ("middle", middle_log)):
-            yield Case(f"logs {narrowing} {label}", sql, [world.big, *day, *position, PAGE, *values])
+        for label, log_position in (("first", (day[1], 0)), ("middle", middle_log)):
+            yield Case(f"logs {narrowing} {label}", sql, [world.big, *day, *log_position, PAGE, *values])
     for narrowing, sql in LOG_COUNT_QUERIES.items():
         values = [
             v

@@ -19,7 +19,7 @@ from shared.auth.identity import Identity
 from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.support.oci import push_image, random_image
 from tests.support.registry_app import running_registry
-from tests.support.waiting import eventually, wait_until
+from tests.support.waiting import wait_until
 
 ALICE_ADDRESS = "192.0.2.10"
 OTHER_ADDRESS = "198.51.100.20"
@@ -309,7 +309,7 @@ async def test_a_lockout_ends_by_itself(database_url: str, tmp_path: Path) -> No
             async def logged_in() -> bool:
                 return (await client.get("/v2/", headers=alice.basic_header)).status_code == 200
 
-            await eventually(logged_in, timeout_s=10)
+            await wait_until(logged_in, timeout_s=10)
             # The next failure locks again, for twice as long.
             assert (await client.get("/v2/", headers=basic(alice.username, "again"))).status_code == 401
             assert (await client.get("/v2/", headers=alice.basic_header)).status_code == 429

@@ -20,10 +20,10 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel
 
+from services.registry.domain.manifest_store import Database
 from shared.auth.identity import Identity
 from shared.auth.permissions import namespace_role
 
-Database = asyncpg.Pool | asyncpg.Connection
 AccountKind = Literal["user", "robot"]
 
 # Where a page starts: after this full name; '' sorts before every name.

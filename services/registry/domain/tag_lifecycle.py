@@ -116,6 +116,13 @@ class HistoryVariant(BaseModel, frozen=True):
     only_active: bool
 
 
+# History order: most recently started first; the tag_repository_history index (migration 0012) has it.
+_HISTORY_ORDER = "t.lifetime_start DESC, t.name, t.id DESC"
+_AFTER_POSITION = (
+    "t.lifetime_start <= $2 AND (t.lifetime_start < $2 OR t.name > $3 OR (t.name = $3 AND t.id < $4))"
+)
+
+
 def _history_sql(variant: HistoryVariant) -> str:
     """$1 repository, $2..$4 the position (lifetime_start, name, id), $5 limit, $6 offset, then the
     name ($7) and/or the contained text (next) when filtered by them."""
@@ -141,11 +148,6 @@ def _history_sql(variant: HistoryVariant) -> str:
     )
 
 
-# History order: most recently started first; the tag_repository_history index (migration 0012) has it.
-_HISTORY_ORDER = "t.lifetime_start DESC, t.name, t.id DESC"
-_AFTER_POSITION = (
-    "t.lifetime_start <= $2 AND (t.lifetime_start < $2 OR t.name > $3 OR (t.name = $3 AND t.id < $4))"
-)
 # Before every row: the first page.
 HISTORY_START = HistoryPosition(lifetime_start=datetime.max.replace(tzinfo=UTC), name="", id=0)
 HISTORY_QUERIES: dict[HistoryVariant, str] = {

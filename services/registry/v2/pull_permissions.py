@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +27,7 @@ from services.registry.domain.repositories import Repository
 from shared.auth.identity import Identity
 
 Allowed = tuple[set[str], int | None, Repository | None]
-Compute = Callable[[], Awaitable[Allowed]]
+Compute = Callable[[], Coroutine[Any, Any, Allowed]]
 
 
 @dataclass(frozen=True)
