@@ -26,6 +26,7 @@ from tests.support.oci import (
     put_manifest,
     random_image,
 )
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -101,9 +102,15 @@ async def test_public_manifests_are_served_to_anonymous_callers(
     await push_image(client, repo, image, "v1")
     async with registry.client() as anonymous:
         assert (await anonymous.get(f"/v2/{repo}/manifests/v1")).status_code == 401
+        # A change made outside this process reaches its pull-permission cache through the
+        # repository-change notification, within about a second.
         await registry.context.pool.execute("UPDATE repository SET visibility = 'public' WHERE name = 'app'")
-        response = await anonymous.get(f"/v2/{repo}/manifests/v1")
-    assert response.status_code == 200
+
+        async def served() -> httpx.Response | None:
+            answer = await anonymous.get(f"/v2/{repo}/manifests/v1")
+            return answer if answer.status_code == 200 else None
+
+        response = await eventually(served, timeout_s=10)
     assert response.content == image.manifest
 
 
