@@ -24,12 +24,14 @@ from shared.api_errors import quay_http_error_handler, quay_validation_error_han
 from shared.auth.sessions import NextCsrfToken
 from shared.config import Settings
 from shared.db import create_pool
+from shared.http_guard import api_docs_urls
 from shared.http_input import InputGuard, database_input_handler
 
 _HEALTH_TIMEOUT_S = 2.0
 _API_POOL_SIZE = 4
 
 operations = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
 
 
 @operations.get("/health/instance")
@@ -46,7 +48,7 @@ async def health_instance(context: MirrorContext = Depends(get_mirror_context)) 
     )
 
 
-@operations.get("/metrics")
+@metrics_router.get("/metrics")
 async def prometheus_metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -67,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.mirror = context
             yield
 
-    app = FastAPI(title="Quayside mirror", lifespan=lifespan)
+    app = FastAPI(title="Quayside mirror", lifespan=lifespan, **api_docs_urls(settings))
     app.add_exception_handler(RequestValidationError, quay_validation_error_handler)
     app.add_exception_handler(HTTPException, quay_http_error_handler)
     app.add_middleware(NextCsrfToken)
@@ -75,6 +77,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(InputGuard, max_body_bytes=api.MAX_BODY_BYTES)
     app.include_router(api.router)
     app.include_router(operations)
+    if settings.http_metrics:
+        app.include_router(metrics_router)
     return app
 
 

@@ -45,7 +45,7 @@ async def record_started(conn: asyncpg.Connection, job: MirrorJob) -> None:
 
 
 def observe_started(job: MirrorJob) -> None:
-    metrics.LAST_SYNC_STATUS.labels(job.namespace, job.repository_name).set(metrics.STATUS_SYNCING)
+    metrics.LAST_SYNC_STATUS.labels(str(job.repository_id)).set(metrics.STATUS_SYNCING)
 
 
 async def record_tag(conn: asyncpg.Connection, job: MirrorJob, tag: str, error: str | None) -> None:
@@ -116,17 +116,17 @@ def observe_finished(job: MirrorJob, report: SyncReport) -> None:
         "FAIL": metrics.STATUS_FAILED,
         "CANCEL": metrics.STATUS_CANCELLED,
     }[report.status]
-    metrics.LAST_SYNC_STATUS.labels(job.namespace, job.repository_name).set(status)
-    metrics.PENDING_TAGS.labels(job.namespace, job.repository_name).set(0)
+    metrics.LAST_SYNC_STATUS.labels(str(job.repository_id)).set(status)
+    metrics.PENDING_TAGS.labels(str(job.repository_id)).set(0)
     duration = (report.finished_at - report.started_at).total_seconds()
-    metrics.SYNC_DURATION.labels(job.namespace).observe(duration)
+    metrics.SYNC_DURATION.observe(duration)
     if report.status == "FAIL":
-        metrics.SYNC_FAILURES.labels(job.namespace, report.reason or "unknown").inc()
+        metrics.SYNC_FAILURES.labels(report.reason or "unknown").inc()
     for result, count in (
         ("synced", len(report.tags_synced)),
         ("skipped", len(report.tags_skipped)),
         ("failed", len(report.tags_failed)),
         ("deleted", len(report.tags_deleted)),
     ):
-        metrics.TAGS.labels(job.namespace, result).inc(count)
-    metrics.BYTES_COPIED.labels(job.namespace).inc(report.bytes_copied)
+        metrics.TAGS.labels(result).inc(count)
+    metrics.BYTES_COPIED.inc(report.bytes_copied)

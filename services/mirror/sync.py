@@ -239,7 +239,7 @@ class MirrorSync:
         if current_tag is not None:
             self._progress.current_tag = current_tag
         pending = self._progress.tags_total - self._progress.tags_done
-        metrics.PENDING_TAGS.labels(self._job.namespace, self._job.repository_name).set(pending)
+        metrics.PENDING_TAGS.labels(str(self._job.repository_id)).set(pending)
         await self._lease.renew(self._progress)
 
     def _failure_summary(self) -> str | None:

@@ -85,7 +85,6 @@ async def test_a_user_creates_in_its_own_namespace_by_default(registry: Registry
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ({"repository": "app", "visibility": "private", "color": "red"}, 400),
         ({"repository": "app", "visibility": "secret"}, 400),
         ({"repository": "app", "visibility": 1}, 400),
         ({"repository": ["app"], "visibility": "private"}, 400),

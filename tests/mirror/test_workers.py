@@ -58,11 +58,11 @@ async def test_scheduled_syncs_run_at_intervals_from_the_start_date(
         await eventually(v2_arrived, timeout_s=30)
         async with mirror.client() as client:
             metrics = (await client.get("http://mirror.test/metrics")).text
-    name = scenario.repository.partition("/")[2]
-    status = f'quayside_mirror_last_sync_status{{namespace="{scenario.organization}",repository="{name}"}}'
+    status = f'quayside_mirror_last_sync_status{{repository_id="{scenario.repository_id}"}}'
     # With a 2 s interval the next scheduled sync may already be running (2.0) when metrics are read.
     assert f"{status} 1.0" in metrics or f"{status} 2.0" in metrics
-    assert f'quayside_mirror_tags_total{{namespace="{scenario.organization}",result="synced"}}' in metrics
+    assert 'quayside_mirror_tags_total{result="synced"}' in metrics
+    assert scenario.organization not in metrics
 
 
 async def test_only_due_mirrors_are_claimed_and_never_twice(mirror_api: MirrorService) -> None:
