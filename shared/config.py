@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     http_keep_alive_s: float = Field(default=15.0, gt=0)
     http_max_connections: int = Field(default=1000, ge=1)
     http_max_uploads_per_client: int = Field(default=16, ge=1)
-    # /docs, /redoc and /openapi.json; /metrics (mirror metrics carry repository names).
+    # /docs, /redoc and /openapi.json; /metrics (its labels carry route templates and ids, never names).
     http_api_docs: bool = False
     http_metrics: bool = True
     # TLS of the HTTP servers: certificate chain and key (PEM), reloaded on SIGHUP or when a file

@@ -37,6 +37,21 @@ class BlobSource:
         return self.driver.read(self.path, offset, length)
 
 
+async def read_small_blob(pool: asyncpg.Pool, locations: Locations, digest: str, size: int) -> bytes | None:
+    """A small blob's whole content (an image config, say) from the first location holding it;
+    None when no location has a readable copy."""
+    async with pool.acquire() as conn:
+        placed = await placement_locations(conn, digest)
+    source = await readable_source(locations, placed, digest)
+    if source is None:
+        return None
+    try:
+        return b"".join([chunk async for chunk in source.read(0, size)])
+    except StorageError as error:
+        logger.warning("blob %s unreadable: %s", digest, error)
+        return None
+
+
 async def linked_blob_size(conn: asyncpg.Connection, repository_id: int, digest: str) -> int | None:
     """The blob's size when the repository may read it, else None."""
     size = await conn.fetchval(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +15,6 @@ from services.registry.context import RegistryContext
 from services.registry.domain import blobstore
 from services.registry.domain.manifest_labels import IMAGE_CONFIG_MEDIA_TYPES, MAX_CONFIG_BYTES
 from shared.oci.manifest import ImageManifest, parse_manifest
-from shared.storage import StorageError
-
-logger = logging.getLogger(__name__)
 
 
 class LayerHistory(BaseModel):
@@ -84,24 +80,11 @@ def layer_histories(config: bytes) -> list[LayerHistory]:
     ]
 
 
-async def _read_blob(context: RegistryContext, digest: str, size: int) -> bytes | None:
-    async with context.pool.acquire() as conn:
-        placed = await blobstore.placement_locations(conn, digest)
-    source = await blobstore.readable_source(context.locations, placed, digest)
-    if source is None:
-        return None
-    try:
-        return b"".join([chunk async for chunk in source.read(0, size)])
-    except StorageError as error:
-        logger.warning("image config %s unreadable, its layer history is left out: %s", digest, error)
-        return None
-
-
 async def _histories(context: RegistryContext, image: ImageManifest) -> list[LayerHistory]:
     config = image.config
     if config.media_type not in IMAGE_CONFIG_MEDIA_TYPES or config.size > MAX_CONFIG_BYTES:
         return []
-    content = await _read_blob(context, config.digest, config.size)
+    content = await blobstore.read_small_blob(context.pool, context.locations, config.digest, config.size)
     return await asyncio.to_thread(layer_histories, content) if content is not None else []
 
 

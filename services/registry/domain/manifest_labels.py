@@ -9,7 +9,6 @@ follow Quay's rules: its key format, and none of its reserved prefixes.
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Mapping
 from typing import Literal
@@ -22,9 +21,6 @@ from services.registry.domain import blobstore, tag_lifecycle
 from shared.bounded_json import is_storable_text, loads_bounded
 from shared.oci.manifest import ImageManifest, ParsedManifest
 from shared.oci.names import LABEL_KEY_PATTERN, is_valid_label_key
-from shared.storage import StorageError
-
-logger = logging.getLogger(__name__)
 
 LabelMediaType = Literal["text/plain", "application/json"]
 INVALID_KEY_MESSAGE = (
@@ -170,19 +166,6 @@ def _config_labels_of(config: bytes) -> dict[str, str]:
     }
 
 
-async def _read_config(context: RegistryContext, digest: str, size: int) -> bytes | None:
-    async with context.pool.acquire() as conn:
-        placed = await blobstore.placement_locations(conn, digest)
-    source = await blobstore.readable_source(context.locations, placed, digest)
-    if source is None:
-        return None
-    try:
-        return b"".join([chunk async for chunk in source.read(0, size)])
-    except StorageError as error:
-        logger.warning("image config %s unreadable, its labels are ignored: %s", digest, error)
-        return None
-
-
 async def pushed_labels(context: RegistryContext, manifest: ParsedManifest) -> dict[str, str]:
     """The labels a pushed manifest carries: its annotations, then its image config's labels.
 
@@ -196,7 +179,7 @@ async def pushed_labels(context: RegistryContext, manifest: ParsedManifest) -> d
     config = document.config
     if config.media_type not in IMAGE_CONFIG_MEDIA_TYPES or config.size > MAX_CONFIG_BYTES:
         return labels
-    content = await _read_config(context, config.digest, config.size)
+    content = await blobstore.read_small_blob(context.pool, context.locations, config.digest, config.size)
     if content is not None:
         labels |= await asyncio.to_thread(_config_labels_of, content)
     return labels
