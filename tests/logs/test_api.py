@@ -320,7 +320,7 @@ async def test_export_to_an_email_address_attaches_the_logs(
     [
         ({}, "callback_url or callback_email"),
         ({"callback_url": "ftp://example.com/x"}, "Invalid callback URL"),
-        ({"callback_email": "nobody"}, "Invalid callback e-mail"),
+        ({"callback_email": "nobody"}, "body.callback_email"),
     ],
 )
 async def test_bad_export_requests_are_400(

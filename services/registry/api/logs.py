@@ -39,6 +39,7 @@ from services.registry.domain.usage_log_queries import (
     rfc822,
     time_range,
 )
+from shared.auth.names import EmailAddress
 from shared.usage_logs import record
 
 router = api_router(tags=["Usage logs"])
@@ -60,17 +61,11 @@ def _check_callback_url(url: str) -> str:
     return url
 
 
-def _check_callback_email(email: str) -> str:
-    if "@" not in email:
-        raise ValueError("Invalid callback e-mail")
-    return email
-
-
 class ExportLogsRequest(ApiModel):
     """Where to report the export: a URL receiving Quay's report, an e-mail address, or both."""
 
     callback_url: Annotated[str, Field(max_length=2048), AfterValidator(_check_callback_url)] | None = None
-    callback_email: Annotated[str, Field(max_length=320), AfterValidator(_check_callback_email)] | None = None
+    callback_email: EmailAddress | None = None
 
     @model_validator(mode="after")
     def _somewhere(self) -> ExportLogsRequest:

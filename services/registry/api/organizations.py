@@ -30,6 +30,7 @@ from shared.auth.accounts import (
     set_namespace_email,
     set_time_machine_window,
 )
+from shared.auth.names import EmailAddress
 from shared.auth.permissions import namespace_role
 
 router = api_router(tags=["Organizations"])
@@ -37,11 +38,11 @@ router = api_router(tags=["Organizations"])
 
 class NewOrganization(ApiModel):
     name: str = Field(max_length=255)
-    email: str | None = Field(default=None, max_length=255)
+    email: EmailAddress | None = None
 
 
 class OrganizationChange(ApiModel):
-    email: str | None = Field(default=None, max_length=255)
+    email: EmailAddress | None = None
     tag_expiration_s: int | None = Field(
         default=None, description="Time-machine window: 0, 86400, 604800, 1209600 or 2419200 seconds"
     )

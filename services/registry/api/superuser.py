@@ -22,18 +22,18 @@ from services.registry.domain.audit import client_ip
 from services.registry.domain.entity_search import avatar
 from services.registry.domain.install_users import InstallUser
 from shared.auth.accounts import purge_namespaces_marked_for_deletion
+from shared.auth.names import EmailAddress
 from shared.auth.passwords import hash_secret
 from shared.usage_logs import record
 
 router = api_router(tags=["Users"])
 _superuser_credentials = user_with_scope("super:user")
-_EMAIL = r"^[^\x00@\s]+@[^\x00@\s]+$"
 
 
 class UserChange(ApiModel):
     """Quay's UpdateUser: fields left out stay as they are; other fields Quay knows are ignored."""
 
-    email: str | None = Field(default=None, max_length=255, pattern=_EMAIL)
+    email: EmailAddress | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1024, pattern=NO_NUL)
     enabled: bool | None = None
 
@@ -41,7 +41,7 @@ class UserChange(ApiModel):
 class FirstUser(ApiModel):
     username: str = Field(max_length=255)
     password: str = Field(min_length=8, max_length=1024, pattern=NO_NUL)
-    email: str | None = Field(default=None, max_length=255, pattern=_EMAIL)
+    email: EmailAddress | None = None
     access_token: bool = Field(default=False, description="Also answer an API token with every scope")
 
 

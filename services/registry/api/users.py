@@ -19,6 +19,7 @@ from services.registry.api.security import (
 )
 from shared.auth.accounts import create_user
 from shared.auth.identity import Identity
+from shared.auth.names import EmailAddress
 from shared.auth.passwords import generate_secret
 
 router = api_router(tags=["Users"])
@@ -27,7 +28,7 @@ _superuser = user_with_scope("super:user")
 
 class NewUser(ApiModel):
     username: str = Field(max_length=255)
-    email: str | None = Field(default=None, max_length=255)
+    email: EmailAddress | None = None
 
 
 async def _organizations_of(conn: asyncpg.Connection, user: Identity) -> list[dict[str, Any]]:

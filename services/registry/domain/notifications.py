@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.auth.names import EmailAddress
 from shared.config import Settings
 from shared.events.models import (
     Event,
@@ -94,7 +95,7 @@ class EmailConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: EmailAddress
 
 
 MethodConfig = WebhookConfig | SlackConfig | EmailConfig
