@@ -73,6 +73,14 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+class QuayHTTPException(HTTPException):
+    """An HTTPException answered with a specific Quay ``error_type`` (e.g. ``tag_immutable``)."""
+
+    def __init__(self, status_code: int, detail: str, error_type: str) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+        self.error_type = error_type
+
+
 async def quay_http_error_handler(request: Request, error: Exception) -> JSONResponse:
     """An ``HTTPException`` (raised by an endpoint, or the router's 404/405) in Quay's shape."""
     assert isinstance(error, HTTPException)
@@ -80,7 +88,8 @@ async def quay_http_error_handler(request: Request, error: Exception) -> JSONRes
     if error.status_code == 405:
         headers["Allow"] = allowed_methods(request)
     detail = error.detail if isinstance(error.detail, str) else str(error.detail)
-    return quay_error_response(error.status_code, detail, headers=headers)
+    error_type = error.error_type if isinstance(error, QuayHTTPException) else None
+    return quay_error_response(error.status_code, detail, error_type=error_type, headers=headers)
 
 
 async def quay_validation_error_handler(_: Request, error: Exception) -> JSONResponse:

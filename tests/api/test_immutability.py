@@ -74,6 +74,7 @@ def assert_quay_conflict(response: httpx.Response, tag: str) -> None:
     body = response.json()
     assert isinstance(body["detail"], str)
     assert f"'{tag}' is immutable" in body["detail"]
+    assert body["error_type"] == "tag_immutable"
 
 
 def assert_denied(response: httpx.Response, tag: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, Request, Response
 from pydantic import Field
 
 from services.registry.api.common import ApiModel, api_router, bad_request, db_connection, not_found
@@ -24,6 +24,7 @@ from services.registry.api.repositories import REPOSITORY_PATH, RepositoryAccess
 from services.registry.api.security import ApiCaller, administered_organization, org_admin_user
 from services.registry.domain import immutability
 from services.registry.domain.audit import client_ip
+from shared.api_errors import QuayHTTPException
 from shared.auth.accounts import Namespace
 from shared.usage_logs import record
 
@@ -60,7 +61,7 @@ async def immutable_tags_as_conflict() -> AsyncIterator[None]:
     try:
         yield
     except immutability.ImmutableTagError as error:
-        raise HTTPException(status_code=409, detail=str(error)) from error
+        raise QuayHTTPException(409, str(error), "tag_immutable") from error
 
 
 def policy_view(policy: immutability.ImmutabilityPolicy) -> dict[str, Any]:
