@@ -15,9 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from shared.db import create_pool
 from shared.tls import create_ca, issue_certificate, write_certificate
-from tests.fixtures.live_registry import REPOSITORY_ROOT, LiveRegistry, server_environment
+from tests.fixtures.live_registry import REPOSITORY_ROOT, LiveRegistry, server_environment, serving_registry
 from tests.support.process import ServerProcess, ServerStartError, free_port
 from tests.support.waiting import eventually
 
@@ -92,7 +91,8 @@ async def tls_registry(database_url: str, tmp_path: Path, local_ca: LocalCa) -> 
         },
     )
     server = await ServerProcess.start([sys.executable, "-m", "services.registry"], env, REPOSITORY_ROOT)
-    try:
+    storage_root = tmp_path / "registry-storage"
+    async with serving_registry(server, url, port, database_url, storage_root) as registry:
         async with httpx.AsyncClient(verify=local_ca.client_context(), timeout=2) as client:
 
             async def serving() -> bool:
@@ -104,20 +104,7 @@ async def tls_registry(database_url: str, tmp_path: Path, local_ca: LocalCa) -> 
                     return False
 
             await eventually(serving, timeout_s=60, step_s=0.2)
-        pool = await create_pool(database_url, max_size=2)
-        try:
-            yield LiveRegistry(
-                url=url,
-                port=port,
-                database_url=database_url,
-                storage_root=tmp_path / "registry-storage",
-                pool=pool,
-                server=server,
-            )
-        finally:
-            await pool.close()
-    finally:
-        await server.stop()
+        yield registry
 
 
 async def peer_certificate(port: int, trusted: ssl.SSLContext) -> x509.Certificate:
