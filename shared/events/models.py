@@ -147,6 +147,37 @@ class QuotaExceeded(Event):
     threshold_percent: int
 
 
+class CollectedRepository(BaseModel):
+    """One repository whose manifests a GC pass removed, and the blob digests those manifests used.
+
+    ``digests`` are the blobs the removed manifests referenced (whether or not the blob itself was
+    deleted): a usage counter re-checks exactly these digests for the repository and its namespace.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace_id: int
+    repository_id: int
+    namespace: str
+    repository: str
+    digests: list[str] = Field(default_factory=list)
+
+
+class BlobsCollected(Event):
+    """A garbage-collection pass committed: manifests removed (per repository) and blobs deleted.
+
+    ``blobs_deleted`` are the blob digests whose bytes left every placement; ``bytes_by_location``
+    sums their sizes per storage location. A large pass publishes several of these events.
+    """
+
+    routing_key: ClassVar[str] = "gc.blobs-collected"
+
+    repositories: list[CollectedRepository] = Field(default_factory=list)
+    blobs_deleted: list[str] = Field(default_factory=list)
+    bytes_reclaimed: int = 0
+    bytes_by_location: dict[str, int] = Field(default_factory=dict)
+
+
 class NotificationTestRequested(Event):
     """Someone asked for a sample delivery of one notification (the API's test endpoint)."""
 
@@ -168,6 +199,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MirrorFailed,
         QuotaWarning,
         QuotaExceeded,
+        BlobsCollected,
         NotificationTestRequested,
     )
 }
