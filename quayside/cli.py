@@ -21,7 +21,7 @@ import typer
 import uvloop
 from pydantic import ValidationError
 
-from quayside import install
+from quayside import install, readonly_commands, transfer_commands
 from shared.auth.accounts import (
     AccountExistsError,
     InvalidNameError,
@@ -50,6 +50,8 @@ robot_app = typer.Typer(no_args_is_help=True, help="Manage robot accounts.")
 app.add_typer(user_app, name="user")
 app.add_typer(org_app, name="org")
 app.add_typer(robot_app, name="robot")
+app.add_typer(readonly_commands.readonly_app, name="readonly")
+app.add_typer(transfer_commands.app)  # export, export keygen, import
 
 DataDirOption = Annotated[
     Path | None,

@@ -133,8 +133,17 @@ class Settings(BaseSettings):
     # unset: derived from token_secret, so changing that secret makes stored credentials unreadable.
     secrets_key: str | None = None
 
+    # Proxy cache organizations (services/registry/proxy): the time limit of one request to their
+    # upstream registry (connecting, or between two reads); how long a pull waits for another
+    # request's fetch of the same manifest or blob (coalescing) before it fails.
+    proxy_cache_upstream_timeout_s: float = Field(default=30.0, gt=0)
+    proxy_cache_fill_wait_s: float = Field(default=300.0, gt=0)
+
     # Quay's REGISTRY_STATE: "readonly" serves pulls and reads and refuses every write, /v2 and /api/v1.
     registry_state: Literal["normal", "readonly"] = "normal"
+    # Read-only mode switched at run time (shared/readonly_state.py): how long each process trusts
+    # its last look at the registry_state row, so a switch reaches every process within this.
+    registry_state_refresh_s: float = Field(default=1.0, ge=0, le=60)
     # The OCI artifact policy, enforced on manifest push (services/registry/v2/artifact_policy.py). By
     # default any media type is accepted (OCI 1.1: artifacts of any type are first-class). Opt-in
     # restrictions: RESTRICT_OCI_ARTIFACT_TYPES true: images and ALLOWED_OCI_ARTIFACT_TYPES only, an
@@ -183,6 +192,35 @@ class Settings(BaseSettings):
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
     tls_reload_interval_s: float = Field(default=5.0, gt=0)
+
+    # GC janitors (services/gc/janitors.py): upload sessions untouched for upload_abandon_after_s
+    # (Quay's 2 days) are removed with their chunks, and so are chunk folders without a session
+    # that old; with clean_blob_upload_folder (Quay's CLEAN_BLOB_UPLOAD_FOLDER) also S3 multipart
+    # uploads started that long ago. Published outbox rows and processed-event records are kept
+    # event_retention_s.
+    upload_abandon_after_s: float = Field(default=2 * 86_400.0, gt=0)
+    clean_blob_upload_folder: bool = True
+    event_retention_s: float = Field(default=7 * 86_400.0, gt=0)
+
+    # Storage quota (shared/quota, services/quota). Quay's DEFAULT_SYSTEM_REJECT_QUOTA_BYTES: the limit
+    # of every namespace without its own quota, rejecting at 100 %; unset: no default limit.
+    default_system_reject_quota_bytes: int | None = Field(default=None, gt=0, le=2**62)
+    # The quota service's durable queues: `<prefix>.manifest-pushed`, `.blobs-collected`, ….
+    quota_queue_prefix: str = "quota"
+    # How often the quota service recounts every namespace and reports drift (log and
+    # quayside_quota_reconcile_drift_bytes) without repairing; 0: never.
+    quota_reconcile_interval_s: float = Field(default=3600.0, ge=0)
+
+    # Garbage collection (services/gc). Quay's FEATURE_GARBAGE_COLLECTION (tags, manifests and blobs),
+    # FEATURE_NAMESPACE_GARBAGE_COLLECTION (deleted organizations and users),
+    # FEATURE_REPOSITORY_GARBAGE_COLLECTION (deleted repositories), GARBAGE_COLLECTION_FREQUENCY
+    # (seconds between passes) and PUSH_TEMP_TAG_EXPIRATION_SEC (how long a manifest or blob that
+    # nothing references yet is kept after its push, upload or mount, for the push under way).
+    feature_garbage_collection: bool = True
+    feature_namespace_garbage_collection: bool = True
+    feature_repository_garbage_collection: bool = True
+    garbage_collection_frequency: float = Field(default=30.0, gt=0, le=86_400)
+    push_temp_tag_expiration_sec: int = Field(default=3600, ge=0, le=365 * 86_400)
 
     @field_validator("storage_preference", mode="before")
     @classmethod

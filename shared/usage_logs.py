@@ -74,6 +74,13 @@ KINDS: frozenset[str] = frozenset(
         "create_immutability_policy",
         "update_immutability_policy",
         "delete_immutability_policy",
+        "create_namespace_autoprune_policy",
+        "update_namespace_autoprune_policy",
+        "delete_namespace_autoprune_policy",
+        "create_repository_autoprune_policy",
+        "update_repository_autoprune_policy",
+        "delete_repository_autoprune_policy",
+        "autoprune_tag_delete",
         # mirroring
         "repo_mirror_enabled",
         "repo_mirror_disabled",
@@ -105,6 +112,9 @@ KINDS: frozenset[str] = frozenset(
         "reset_namespace_notification",
         "export_logs_success",
         "export_logs_failure",
+        # Quayside extras: read-only mode switched at run time (services/registry/api/registry_state.py).
+        "registry_read_only_enabled",
+        "registry_read_only_disabled",
     }
 )
 

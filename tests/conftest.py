@@ -1,5 +1,6 @@
 pytest_plugins = [
     "tests.fixtures.postgres",
+    "tests.fixtures.passwords",
     "tests.fixtures.seaweed",
     "tests.fixtures.rabbitmq",
     "tests.fixtures.registry",

@@ -39,7 +39,6 @@ from services.mirror.config_store import (
 from services.mirror.credentials import SecretBox, UnreadableSecretError
 from services.mirror.jobs import SyncProgress, SyncReport
 from services.mirror.patterns import InvalidPatternError, parse_patterns
-from services.mirror.upstream import ExternalReference, InvalidReferenceError
 from shared.api_errors import validation_detail
 from shared.auth.accounts import authenticate
 from shared.auth.api_callers import ApiCaller, authenticate_api_caller, unauthorized
@@ -47,6 +46,7 @@ from shared.auth.identity import Identity
 from shared.auth.permissions import repository_role
 from shared.auth.sessions import session_api_caller
 from shared.config import Settings
+from shared.oci.upstream_client import ExternalReference, InvalidReferenceError
 from shared.usage_logs import record
 
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

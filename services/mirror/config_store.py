@@ -13,21 +13,13 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
+from shared.oci.upstream_client import ProxyConfig
+
 SyncStatus = Literal["NEVER_RUN", "SYNC_NOW", "SYNCING", "SUCCESS", "FAIL", "CANCEL"]
 # Scheduled syncs a mirror gets after failures before it waits for its next interval (Quay's).
 MAX_SYNC_RETRIES = 3
 # Workers LISTEN here: a mirror became due (created, sync-now, re-enabled, start date changed).
 WAKE_CHANNEL = "quayside_mirror"
-
-
-class ProxyConfig(BaseModel):
-    """Proxies for the upstream's requests (Quay's external_registry_config.proxy)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    http_proxy: str | None = None
-    https_proxy: str | None = None
-    no_proxy: str | None = None
 
 
 class ExternalRegistryConfig(BaseModel):

@@ -27,7 +27,6 @@ from services.mirror.jobs import MirrorJob, SyncProgress, SyncReport, SyncResult
 from services.mirror.leases import Lease, SyncInterruptedError
 from services.mirror.local import LocalRegistry, LocalRegistryError, live_tags, mount_source
 from services.mirror.patterns import select_tags
-from services.mirror.upstream import UpstreamError, UpstreamRegistry
 from shared.oci.manifest import (
     Descriptor,
     ImageManifest,
@@ -35,6 +34,7 @@ from shared.oci.manifest import (
     ParsedManifest,
     parse_manifest,
 )
+from shared.oci.upstream_client import UpstreamError, UpstreamRegistry
 
 # Blobs of one manifest copied at once (tags are synced one after the other, as Quay does).
 _PARALLEL_BLOBS = 4

@@ -2,7 +2,8 @@
 
 Each worker loops: claim the most urgent due mirror (services.mirror.leases) and sync it, or, when
 nothing is due, wait for the next look (REPO_MIRROR_INTERVAL) or for a wake-up: the API notifies
-workers (LISTEN/NOTIFY) when a mirror becomes due, so sync-now starts at once.
+workers (LISTEN/NOTIFY) when a mirror becomes due, so sync-now starts at once. While the registry
+is read-only (shared/readonly_state.py) workers claim nothing: due mirrors wait and sync after.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from services.mirror.jobs import MirrorJob, SyncReport
 from services.mirror.leases import Lease, SyncInterruptedError, claim_next, release
 from services.mirror.local import LocalRegistry
 from services.mirror.sync import MirrorSync
-from services.mirror.upstream import ExternalReference, InvalidReferenceError, UpstreamRegistry
 from shared.config import Settings
 from shared.db import create_pool
+from shared.oci.upstream_client import ExternalReference, InvalidReferenceError, UpstreamRegistry
+from shared.readonly_state import registry_read_only, wait_until_writable
 from shared.tls import client_verification
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class MirrorWorkers:
         while True:
             wakeup.clear()
             try:
+                await self._wait_until_writable()
                 job = await claim_next(self._pool, self._settings.mirror_lease_s)
             except _DATABASE_ERRORS as error:
                 log.warning("cannot look for due mirrors: %r", error)
@@ -68,6 +71,12 @@ class MirrorWorkers:
             except _DATABASE_ERRORS as error:
                 # The lease runs out and the mirror is synced again, by this worker or another.
                 log.warning("sync of %s interrupted by a database error: %r", job.full_name, error)
+
+    async def _wait_until_writable(self) -> None:
+        if await registry_read_only(self._pool, self._settings):
+            log.info("the registry is read-only: mirror syncs wait")
+            await wait_until_writable(self._pool, self._settings)
+            log.info("the registry is writable again: mirror syncs resume")
 
     async def sync(self, job: MirrorJob) -> None:
         """Sync a claimed mirror and release it with the result."""
@@ -106,7 +115,8 @@ class MirrorWorkers:
             reference,
             username=username,
             password=password,
-            config=job.external_registry_config,
+            verify_tls=job.external_registry_config.verify_tls,
+            proxy=job.external_registry_config.proxy,
             timeout_s=self._settings.mirror_upstream_timeout_s,
         )
         async with upstream:

@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await cache_listener
             await stop_and_flush(stats_flusher, context.pull_stats, pool)
             await context.credentials.close()
+            await context.proxy.close()
             await locations.close()
             await pool.close()
 
@@ -76,8 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(NextCsrfToken)
     # Outside DeclaredBodyLimit (which reads Content-Length), inside HttpGuard (body read deadline).
     app.add_middleware(InputGuard, max_body_bytes=MAX_BODY_BYTES)
-    if settings.registry_state == "readonly":
-        app.add_middleware(RefuseWrites)
+    app.add_middleware(RefuseWrites, settings=settings)
     install_hygiene(app, settings)
     # Added last, so outermost: refusals and errors are counted too.
     app.add_middleware(metrics.BlobTransferMetrics)

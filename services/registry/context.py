@@ -9,6 +9,7 @@ from fastapi import Request
 
 from services.registry.credentials_cache import CredentialsCache
 from services.registry.domain.pull_stats import PullStats
+from services.registry.proxy.runtime import ProxyRuntime
 from services.registry.v2.manifest_cache import ManifestCache
 from services.registry.v2.pull_permissions import PullPermissions
 from services.registry.v2.upload_sessions import HasherCache
@@ -28,9 +29,11 @@ class RegistryContext:
     pull_permissions: PullPermissions = field(default_factory=PullPermissions)
     pull_stats: PullStats = field(default_factory=PullStats)
     logins: LoginLimiter = field(init=False)
+    proxy: ProxyRuntime = field(init=False)
 
     def __post_init__(self) -> None:
         self.logins = LoginLimiter(self.pool, LoginLimits.from_settings(self.settings))
+        self.proxy = ProxyRuntime(self.settings)
 
 
 async def get_context(request: Request) -> RegistryContext:

@@ -9,9 +9,13 @@ HTTP status, 200 when every service is healthy.
 - endtoend: the same, except that the database must take a write and give it back (a temporary
   table in a transaction rolled back), and every location must store, return and delete a probe
   object. In read-only mode nothing is written: the instance checks stand in, as Quay does.
+  Read-only mode counts whether set in the config or switched at run time (shared/readonly_state.py).
 - warning: the free space of the local folders the registry writes (filesystem locations,
   ``disk_space_warning:storage:<location>``; the log export folder,
   ``disk_space_warning:log_exports``) against settings.disk_space_warning_threshold.
+
+Every answer carries the header ``Quayside-Registry-State: readonly`` or ``normal`` (the body keeps
+Quay's shape).
 
 Checks run concurrently, each with the time limit settings.health_check_timeout_s, so a dead
 dependency answers 503 within about that time. A failure is logged with its reason; the answer
@@ -39,6 +43,7 @@ from pydantic import BaseModel
 from services.registry.context import RegistryContext, get_context
 from shared.auth.tokens import decode_token, issue_token
 from shared.config import FilesystemLocation, Settings
+from shared.readonly_state import registry_read_only
 from shared.storage import PathNotFoundError, StorageDriver
 
 log = logging.getLogger(__name__)
@@ -101,10 +106,27 @@ async def _run(checks: dict[str, Check], timeout_s: float) -> dict[str, bool]:
     return dict(zip(checks, results, strict=True))
 
 
-def _report(services: dict[str, bool]) -> JSONResponse:
+STATE_HEADER = "Quayside-Registry-State"
+
+
+def _report(services: dict[str, bool], *, read_only: bool) -> JSONResponse:
     status_code = 200 if all(services.values()) else 503
     report = HealthReport(data=ServiceStatuses(services=services), status_code=status_code)
-    return JSONResponse(report.model_dump(), status_code=status_code)
+    headers = {STATE_HEADER: "readonly" if read_only else "normal"}
+    return JSONResponse(report.model_dump(), status_code=status_code, headers=headers)
+
+
+async def _read_only(context: RegistryContext) -> bool:
+    """The registry state; a database that does not answer counts as normal (its check reports it)."""
+    try:
+        return await registry_read_only(context.pool, context.settings)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+
+
+async def _write_unless_read_only(read_only: asyncio.Task[bool], write: Check, read: Check) -> None:
+    """The write check, or the read check in read-only mode; the state lookup counts in the time limit."""
+    await (read if await asyncio.shield(read_only) else write)()
 
 
 def _with_total(services: dict[str, bool], total: str, prefix: str) -> dict[str, bool]:
@@ -182,14 +204,25 @@ async def _tokens_work(settings: Settings) -> None:
     decode_token(token, **signing)
 
 
-def _service_checks(context: RegistryContext, *, end_to_end: bool) -> dict[str, Check]:
+def _service_checks(
+    context: RegistryContext, *, end_to_end: bool, read_only: asyncio.Task[bool]
+) -> dict[str, Check]:
     settings = context.settings
-    writes = end_to_end and settings.registry_state != "readonly"
-    database = _database_round_trip if writes else _database_answers
-    location_check = _location_round_trip if writes else _location_answers
-    checks: dict[str, Check] = {"database": functools.partial(database, context.pool)}
+
+    def check(write: Check, read: Check) -> Check:
+        return functools.partial(_write_unless_read_only, read_only, write, read) if end_to_end else read
+
+    pool = context.pool
+    checks: dict[str, Check] = {
+        "database": check(
+            functools.partial(_database_round_trip, pool), functools.partial(_database_answers, pool)
+        )
+    }
     for name in context.locations.order:
-        checks[f"storage:{name}"] = functools.partial(location_check, context.locations.driver(name))
+        driver = context.locations.driver(name)
+        checks[f"storage:{name}"] = check(
+            functools.partial(_location_round_trip, driver), functools.partial(_location_answers, driver)
+        )
     if settings.amqp_url:
         checks["broker"] = functools.partial(
             _broker_answers, settings.amqp_url, settings.health_check_timeout_s
@@ -199,9 +232,13 @@ def _service_checks(context: RegistryContext, *, end_to_end: bool) -> dict[str, 
 
 
 async def _service_report(context: RegistryContext, *, end_to_end: bool) -> JSONResponse:
-    checks = _service_checks(context, end_to_end=end_to_end)
+    read_only = asyncio.create_task(_read_only(context))
+    checks = _service_checks(context, end_to_end=end_to_end, read_only=read_only)
     services = await _run(checks, context.settings.health_check_timeout_s)
-    return _report(_with_total(services, "storage", "storage:"))
+    if not read_only.done():  # the database did not answer in time: its check says so
+        read_only.cancel()
+    known = read_only.done() and not read_only.cancelled() and read_only.result()
+    return _report(_with_total(services, "storage", "storage:"), read_only=known)
 
 
 @router.get("/health/instance", response_model=HealthReport, responses=_RESPONSES)
@@ -252,4 +289,9 @@ async def warning_health(context: RegistryContext = Depends(get_context)) -> JSO
         for name, folder in _watched_folders(settings).items()
     }
     services = await _run(checks, settings.health_check_timeout_s)
-    return _report(_with_total(services, "disk_space_warning", "disk_space_warning:"))
+    total = _with_total(services, "disk_space_warning", "disk_space_warning:")
+    try:
+        read_only = await asyncio.wait_for(_read_only(context), settings.health_check_timeout_s)
+    except TimeoutError:
+        read_only = False
+    return _report(total, read_only=read_only)

@@ -1,5 +1,5 @@
-"""Refusing writes: the whole registry in read-only mode (Quay's REGISTRY_STATE=readonly), and one
-repository by its state (READ_ONLY, MIRROR, MARKED_FOR_DELETION) on the /api/v1 side.
+"""Refusing writes: the whole registry in read-only mode (Quay's REGISTRY_STATE=readonly, or switched
+at run time: shared/readonly_state.py), and one repository by its state (READ_ONLY, MIRROR, MARKED_FOR_DELETION) on the /api/v1 side.
 
 /v2 writes to a repository whose state refuses them are answered by services.registry.v2.access.
 """
@@ -11,9 +11,12 @@ from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.registry.api.registry_state import FULL_PATH as STATE_SWITCH_PATH
 from services.registry.domain.repositories import Repository
 from shared.auth.identity import Identity
 from shared.auth.mirrors import is_mirror_robot
+from shared.config import Settings
+from shared.readonly_state import registry_read_only
 
 READ_ONLY_MESSAGE = (
     "System is currently read-only. Pulls will succeed but all write operations are currently suspended."
@@ -35,16 +38,23 @@ def _api_refusal() -> JSONResponse:
 
 class RefuseWrites:
     """ASGI middleware of read-only mode: any request other than GET, HEAD or OPTIONS is refused
-    before routing, whoever sends it. Reads, pulls and the token endpoint (GET /v2/auth) pass.
+    before routing, whoever sends it. Reads, pulls and the token endpoint (GET /v2/auth) pass, and
+    so does the superusers' switch (PUT /api/v1/superuser/registrystate), to switch it off again.
 
-    The app adds it only when settings.registry_state is "readonly", so it costs nothing otherwise.
+    Reads pay nothing; a write pays the cached look at the registry state (about one query a second).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in _READ_METHODS:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in _READ_METHODS
+            or scope["path"] == STATE_SWITCH_PATH
+            or not await registry_read_only(scope["app"].state.context.pool, self.settings)
+        ):
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]

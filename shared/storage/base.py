@@ -11,6 +11,8 @@ from __future__ import annotations
 import builtins
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 
 
 class StorageError(Exception):
@@ -59,6 +61,15 @@ def check_range(path: str, offset: int, length: int | None) -> None:
         raise ValueError(f"negative length {length} for {path}")
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A stored object: its path, size in bytes and when it was last written (aware, UTC)."""
+
+    path: str
+    size: int
+    modified_at: datetime
+
+
 class StorageDriver(ABC):
     """Async object storage. Implementations: filesystem, S3."""
 
@@ -87,6 +98,16 @@ class StorageDriver(ABC):
     @abstractmethod
     async def list(self, prefix: str) -> list[str]:
         """Every object path inside the folder prefix, recursively, sorted ('' lists everything)."""
+
+    @abstractmethod
+    async def list_objects(self, prefix: str) -> builtins.list[ObjectInfo]:
+        """As ``list``, with each object's size and last write time."""
+
+    async def abort_incomplete_writes(self, started_before: datetime) -> int:
+        """Drop the leftovers of writes that never completed (a crashed process's S3 multipart
+        uploads, partial files) started before the instant, anywhere in the location; how many.
+        Writes still in progress that started later are left alone."""
+        return 0
 
     @abstractmethod
     async def move(self, source: str, destination: str) -> None:

@@ -10,6 +10,7 @@ import shutil
 import stat
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiofiles
@@ -18,6 +19,7 @@ import aiofiles.os
 from shared.storage.base import (
     InvalidOffsetError,
     InvalidPathError,
+    ObjectInfo,
     PathNotFoundError,
     StorageDriver,
     StorageError,
@@ -134,6 +136,36 @@ class FilesystemDriver(StorageDriver):
             if not name.startswith(PARTIAL_PREFIX)
         ]
         return sorted(found)
+
+    async def list_objects(self, prefix: str) -> builtins.list[ObjectInfo]:
+        folder = self._file(prefix, allow_root=True)
+        with _storage_errors(prefix):
+            return await asyncio.to_thread(self._describe_files, folder)
+
+    def _describe_files(self, folder: str) -> builtins.list[ObjectInfo]:
+        found: builtins.list[ObjectInfo] = []
+        for path in self._list_files(folder):
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                result = os.stat(os.path.join(self.root, path))
+                found.append(ObjectInfo(path, result.st_size, datetime.fromtimestamp(result.st_mtime, UTC)))
+        return found
+
+    async def abort_incomplete_writes(self, started_before: datetime) -> int:
+        return await asyncio.to_thread(self._remove_partials, started_before.timestamp())
+
+    def _remove_partials(self, started_before: float) -> int:
+        removed = 0
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                if not name.startswith(PARTIAL_PREFIX):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    partial = os.path.join(directory, name)
+                    # A partial file is written until renamed: its last write is its last sign of life.
+                    if os.stat(partial).st_mtime < started_before:
+                        os.remove(partial)
+                        removed += 1
+        return removed
 
     async def move(self, source: str, destination: str) -> None:
         source_file = self._file(source)

@@ -9,9 +9,13 @@ def blob_path(digest: str) -> str:
     return f"blobs/{algorithm}/{hex_part[:2]}/{hex_part}"
 
 
+# Every upload session's chunks live in a folder of its own below this one.
+UPLOADS_FOLDER = "uploads"
+
+
 def upload_folder(upload_id: str) -> str:
-    return f"uploads/{upload_id}"
+    return f"{UPLOADS_FOLDER}/{upload_id}"
 
 
 def upload_chunk_path(upload_id: str, index: int) -> str:
-    return f"uploads/{upload_id}/{index:08d}"
+    return f"{UPLOADS_FOLDER}/{upload_id}/{index:08d}"

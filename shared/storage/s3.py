@@ -8,6 +8,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import aioboto3
@@ -17,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.config import S3Location
 from shared.storage.base import (
     InvalidOffsetError,
+    ObjectInfo,
     PathNotFoundError,
     StorageDriver,
     StorageError,
@@ -283,6 +285,37 @@ class S3Driver(StorageDriver):
         async for page in paginator.paginate(Bucket=self._bucket, Prefix=key_prefix):
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys
+
+    async def list_objects(self, prefix: str) -> builtins.list[ObjectInfo]:
+        key_prefix = f"{self._key(prefix)}/" if prefix else self._key_prefix
+        found: builtins.list[ObjectInfo] = []
+        with _storage_errors(prefix):
+            paginator = self._client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=key_prefix):
+                found.extend(
+                    ObjectInfo(item["Key"].removeprefix(self._key_prefix), item["Size"], item["LastModified"])
+                    for item in page.get("Contents", [])
+                )
+        return sorted(found, key=lambda info: info.path)
+
+    async def abort_incomplete_writes(self, started_before: datetime) -> int:
+        aborted = 0
+        with _storage_errors(self._key_prefix or self._bucket):
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=self._key_prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] >= started_before:
+                        continue
+                    try:
+                        await self._client.abort_multipart_upload(
+                            Bucket=self._bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                    except ClientError as error:
+                        if _error_code(error) != "NoSuchUpload":  # completed or aborted meanwhile
+                            raise
+                        continue
+                    aborted += 1
+        return aborted
 
     async def move(self, source: str, destination: str) -> None:
         await self._copy(source, destination, await self.stat(source))

@@ -6,34 +6,23 @@ on a target made for it, so no test depends on another's leftovers.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from tests.authz.world import World, build_world
-from tests.fixtures.postgres import ADMIN_DSN
+from tests.fixtures.postgres import ADMIN_DSN, copy_of_template, drop_database
 from tests.fixtures.registry import registry_settings
 from tests.support.receivers import http_receiver
 from tests.support.registry_app import running_registry
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 async def module_database_url(template_database: str) -> AsyncIterator[str]:
     """A migrated, empty database for the module's scenario."""
-    name = f"qs_authz_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    name = await copy_of_template(template_database, "qs_authz")
     yield f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await drop_database(name)
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,10 @@ import pytest
 
 from tests.authz import (
     expectations_apptokens,
+    expectations_autoprune,
     expectations_conformance,
     expectations_entities,
+    expectations_readonly,
     expectations_session,
 )
 from tests.authz.expectations import EXPECTATIONS as CORE_EXPECTATIONS
@@ -35,6 +37,8 @@ EXPECTATIONS: dict[str, Expectation] = {
     **expectations_session.EXPECTATIONS,
     **expectations_entities.EXPECTATIONS,
     **expectations_apptokens.EXPECTATIONS,
+    **expectations_autoprune.EXPECTATIONS,
+    **expectations_readonly.EXPECTATIONS,
 }
 V2_REPOSITORY_OPERATIONS = [operation for operation in OPERATIONS if " /v2/{name:path}/" in operation]
 

@@ -64,6 +64,7 @@ async def fail_logins(registry: Registry, address: str, username: str, times: in
 # Single flight and refresh ahead
 
 
+@pytest.mark.usefixtures("production_argon2")
 async def test_concurrent_requests_with_one_new_credential_verify_it_once(registry: Registry) -> None:
     alice = await registry.user()
     before = argon2_verifications()
@@ -73,6 +74,7 @@ async def test_concurrent_requests_with_one_new_credential_verify_it_once(regist
     assert argon2_verifications() - before == 1
 
 
+@pytest.mark.usefixtures("production_argon2")
 async def test_concurrent_identical_wrong_credentials_share_one_verification(registry: Registry) -> None:
     alice = await registry.user()
     before = argon2_verifications()
@@ -409,6 +411,7 @@ async def median_refusals_s(
     return statistics.median(unknown_s), statistics.median(known_s)
 
 
+@pytest.mark.usefixtures("production_argon2")
 async def test_unknown_accounts_take_as_long_to_refuse_as_wrong_secrets(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -6,8 +6,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from services.mirror.credentials import SecretBox, UnreadableSecretError
-from services.mirror.upstream import ExternalReference, InvalidReferenceError
 from shared.config import Settings
+from shared.oci.upstream_client import ExternalReference, InvalidReferenceError
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from services.registry.api import (
     applications,
     apptokens,
+    autoprune,
     entities,
     immutability,
     labels,
@@ -24,11 +25,15 @@ from services.registry.api import (
     organizations,
     permissions,
     prototypes,
+    proxycache,
     pull_statistics,
+    quota,
+    registry_state,
     repositories,
     robots,
     session,
     superuser,
+    superuser_quota,
     tags,
     teams,
     tokens,
@@ -54,7 +59,11 @@ routers: list[APIRouter] = [
 routers += [entities.router, superuser.router, messages.router, manifests.router]
 routers += [apptokens.router, applications.router, pull_statistics.router]
 routers.append(immutability.router)
+routers.append(proxycache.router)
+routers += [quota.router, superuser_quota.router]
+routers.append(autoprune.router)
 routers += [session.router, session.csrf_router]
+routers.append(registry_state.router)
 routers.append(repositories.item_router)
 
 __all__ = ["DeclaredBodyLimit", "routers"]

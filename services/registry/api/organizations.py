@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from services.registry.api.common import ApiModel, api_router, db_connection
+from services.registry.api.quota import organization_quota_fields
 from services.registry.api.security import (
     ApiCaller,
     administered_organization,
@@ -109,9 +110,18 @@ async def create_org(
 
 @router.get("/organization/{orgname}")
 async def get_organization(
-    orgname: str, caller: ApiCaller = Depends(api_caller), conn: asyncpg.Connection = Depends(db_connection)
+    orgname: str,
+    caller: ApiCaller = Depends(api_caller),
+    conn: asyncpg.Connection = Depends(db_connection),
+    context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
-    return await organization_view(conn, caller, await find_organization(conn, orgname))
+    """The organization; its administrators also see its quota (Quay's ``quotas``, ``quota_report``)."""
+    organization = await find_organization(conn, orgname)
+    view = await organization_view(conn, caller, organization)
+    if view["is_admin"]:
+        default_reject_bytes = context.settings.default_system_reject_quota_bytes
+        view |= await organization_quota_fields(conn, organization.id, default_reject_bytes)
+    return view
 
 
 @router.put("/organization/{orgname}")

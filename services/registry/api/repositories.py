@@ -35,6 +35,7 @@ from services.registry.context import RegistryContext, get_context
 from services.registry.domain import repository_management as management
 from services.registry.domain import tag_lifecycle
 from services.registry.domain.audit import client_ip
+from services.registry.domain.quota_management import repository_quota_report
 from services.registry.domain.repositories import Repository, find_repository
 from shared.auth.accounts import find_namespace
 from shared.auth.api_tokens import Scope
@@ -375,8 +376,10 @@ async def get_repository(
         default=True, alias="includeTags", description="Include the live tags (up to 500)"
     ),
     access: RepositoryAccess = Depends(item_access("read")),
+    context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
-    """The repository, its live tags, and what the caller may do with it."""
+    """The repository, its live tags, its usage against its namespace's quota (Quay's
+    ``quota_report``), and what the caller may do with it."""
     details = await management.repository_details(access.conn, access.repository.id)
     view: dict[str, Any] = {
         "namespace": details.namespace,
@@ -394,6 +397,11 @@ async def get_repository(
         "can_write": allows(access.role, "write") and details.state == "NORMAL",
         "can_admin": allows(access.role, "admin"),
     }
+    default_reject_bytes = context.settings.default_system_reject_quota_bytes
+    report = await repository_quota_report(
+        access.conn, details.id, details.namespace_id, default_reject_bytes
+    )
+    view["quota_report"] = report.model_dump()
     if include_tags:
         live = await tag_lifecycle.tag_history(
             access.conn,

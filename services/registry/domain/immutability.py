@@ -14,21 +14,18 @@ library's time limit, off the event loop, and a pattern that exceeds it counts a
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Collection, Iterable
-from functools import lru_cache
+from collections.abc import Collection
 
 import asyncpg
 import regex
 from pydantic import BaseModel, ConfigDict
 
-from services.registry.domain.manifest_store import lock_tag
+from shared.tags import compiled_pattern, immutable_tags, lock_tag
 
 MAX_PATTERN_LENGTH = 256
 # Policies of one organization, and of one repository: every tag change evaluates them all.
 MAX_POLICIES_PER_OWNER = 50
-_MATCH_TIMEOUT_S = 0.05
 
 
 class PolicyError(ValueError):
@@ -69,11 +66,6 @@ class ImmutabilityPolicy(PolicyRules):
     uuid: uuid.UUID
 
 
-@lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> regex.Pattern[str]:
-    return regex.compile(pattern)
-
-
 def _encodable(text: str) -> bool:
     try:
         text.encode()
@@ -92,44 +84,10 @@ def checked_pattern(pattern: str) -> str:
     if "\0" in stripped or not _encodable(stripped):
         raise PolicyError("tagPattern must be UTF-8 text without NUL characters")
     try:
-        _compiled(stripped)
+        compiled_pattern(stripped)
     except regex.error as error:
         raise PolicyError(f"Invalid regex pattern: {error}") from error
     return stripped
-
-
-def _fully_matches(pattern: str, tag: str) -> bool:
-    try:
-        return _compiled(pattern).fullmatch(tag, timeout=_MATCH_TIMEOUT_S) is not None
-    except TimeoutError:
-        return True
-
-
-def _protects(rules: PolicyRules, tag: str) -> bool:
-    matched = _fully_matches(rules.tag_pattern, tag)
-    return matched if rules.tag_pattern_matches else not matched
-
-
-def _protected(policies: list[PolicyRules], tags: Iterable[str]) -> list[str]:
-    return [tag for tag in tags if any(_protects(policy, tag) for policy in policies)]
-
-
-async def immutable_tags(conn: asyncpg.Connection, repository_id: int, tags: Collection[str]) -> list[str]:
-    """The names among ``tags`` that the policies of the repository and its organization protect."""
-    if not tags:
-        return []
-    rows = await conn.fetch(
-        "SELECT p.tag_pattern, p.tag_pattern_matches FROM immutability_policy p"
-        " JOIN repository r ON r.namespace_id = p.namespace_id"
-        " WHERE r.id = $1 AND p.repository_id IS NULL"
-        " UNION ALL"
-        " SELECT tag_pattern, tag_pattern_matches FROM immutability_policy WHERE repository_id = $1",
-        repository_id,
-    )
-    if not rows:
-        return []
-    policies = [PolicyRules(tag_pattern=row[0], tag_pattern_matches=row[1]) for row in rows]
-    return await asyncio.to_thread(_protected, policies, list(tags))
 
 
 async def refuse_immutable(conn: asyncpg.Connection, repository_id: int, tags: Collection[str]) -> None:

@@ -13,6 +13,7 @@ from typing import TypeAlias
 import asyncpg
 
 from shared.oci.manifest import ParsedManifest
+from shared.tags import lock_tag
 
 Database: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
@@ -121,15 +122,6 @@ async def save_manifest(
         manifest.child_digests,
     )
     return manifest_id
-
-
-async def lock_tag(conn: asyncpg.Connection, repository_id: int, tag: str) -> None:
-    """Serialize the writers of one tag name until the caller's transaction ends."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('tag:' || $1::bigint || ':' || $2, 0))",
-        repository_id,
-        tag,
-    )
 
 
 async def point_tag(conn: asyncpg.Connection, repository_id: int, tag: str, manifest_id: int) -> None:

@@ -23,9 +23,10 @@ from pydantic import AwareDatetime, BaseModel, Field
 from services.registry.domain.immutability import refuse_immutable
 from services.registry.domain.manifest_store import lock_tag, point_tag
 from services.registry.domain.repositories import Repository
-from shared.events.models import TagDeleted, TagExpired
+from shared.events.models import TagExpired
 from shared.events.outbox import enqueue
 from shared.oci.mediatypes import INDEX_MANIFESTS
+from shared.tags import announce_deleted_tags, end_live_row
 
 logger = logging.getLogger(__name__)
 
@@ -219,33 +220,6 @@ async def _live_target(conn: asyncpg.Connection, repository_id: int, name: str) 
     )
 
 
-async def _end_live_row(conn: asyncpg.Connection, tag_id: int, *, remove_from_time_machine: bool) -> None:
-    await conn.execute(
-        "UPDATE tag SET lifetime_end = now(), expiry_pending = false,"
-        " time_machine_removed = time_machine_removed OR $2 WHERE id = $1",
-        tag_id,
-        remove_from_time_machine,
-    )
-
-
-async def announce_deleted_tags(
-    conn: asyncpg.Connection,
-    namespace: str,
-    repository: str,
-    deleted: Mapping[str, str],
-    performer: str | None,
-) -> None:
-    """Enqueue TagDeleted for each deleted tag (name -> the digest it pointed at), in the caller's
-    transaction."""
-    for tag, digest in deleted.items():
-        await enqueue(
-            conn,
-            TagDeleted(
-                namespace=namespace, repository=repository, tag=tag, digest=digest, performer=performer
-            ),
-        )
-
-
 async def retarget_tag(conn: asyncpg.Connection, repository_id: int, name: str, digest: str) -> str | None:
     """Create the tag or move it to the repository's manifest ``digest``; the digest it pointed at before.
 
@@ -309,7 +283,7 @@ async def delete_tag(
         if live is None:
             raise TagNotFoundError(f"no tag {name!r} in this repository")
         await refuse_immutable(conn, repository.id, [name])
-        await _end_live_row(conn, live["id"], remove_from_time_machine=permanently)
+        await end_live_row(conn, live["id"], remove_from_time_machine=permanently)
         await announce_deleted_tags(
             conn, repository.namespace, repository.name, {name: live["digest"]}, performer
         )
@@ -350,7 +324,7 @@ async def restore_tag(conn: asyncpg.Connection, repository_id: int, name: str, d
             )
         if live is not None:
             await refuse_immutable(conn, repository_id, [name])
-            await _end_live_row(conn, live["id"], remove_from_time_machine=False)
+            await end_live_row(conn, live["id"], remove_from_time_machine=False)
         await conn.execute(
             "INSERT INTO tag (repository_id, name, manifest_id, reversion) VALUES ($1, $2, $3, true)",
             repository_id,

@@ -264,8 +264,12 @@ async def authorize(
     action: Action,
     *,
     also_challenged: Sequence[str] = (),
+    allow_missing: bool = False,
 ) -> Grant:
     """Check that the caller may take the action on the repository, or raise the right OCI error.
+
+    ``allow_missing``: a pull of a repository that does not exist yet is granted (with repository
+    None) to whoever may create it, as a push is: a proxy cache creates it on first pull.
 
     Nothing about a repository the caller may not see is revealed: such a repository answers
     exactly like one that does not exist. A refusal's challenge names the action's scope, and
@@ -289,7 +293,9 @@ async def authorize(
         if caller.identity is None or caller.token is not None:
             raise unauthorized(context, request, scope, "insufficient_scope" if caller.token else None)
         raise RegistryError("DENIED", "requested access to the resource is denied")
-    if repository is None and action == "pull":
+    if action == "push" and await context.proxy.config_for(context.pool, context.manifests, full_name):
+        raise RegistryError("DENIED", "the organization is a proxy cache: pushes are refused")
+    if repository is None and action == "pull" and not allow_missing:
         raise RegistryError(
             "NAME_UNKNOWN", "repository name not known to registry", detail={"name": full_name}
         )

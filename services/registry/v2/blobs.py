@@ -15,6 +15,7 @@ from services.registry.domain.blobstore import (
     readable_source,
     unlink_blob,
 )
+from services.registry.proxy import blobs as proxy_blobs
 from services.registry.v2.access import authorize
 from services.registry.v2.errors import RegistryError
 from shared.oci.digest import is_digest
@@ -121,9 +122,12 @@ async def fetch_blob(
     grant = await authorize(context, request, name, "pull")
     assert grant.repository is not None
     checked_digest(digest)
-    async with context.pool.acquire() as conn:
-        size = await linked_blob_size(conn, grant.repository.id, digest)
-        placed = await placement_locations(conn, digest) if size is not None else set()
+    size, placed = await _linked_blob(context, grant.repository.id, digest)
+    if size is None:
+        # A cache organization fetches what its manifests reference from the upstream.
+        if streamed := await proxy_blobs.fill_missing_blob(context, request, grant.repository, digest):
+            return streamed
+        size, placed = await _linked_blob(context, grant.repository.id, digest)
     if size is None:
         raise blob_unknown(digest)
     byte_range = requested_range(request.headers.get("range"), size)
@@ -144,6 +148,16 @@ async def fetch_blob(
         return _BlobFileResponse(local_path, headers=headers, media_type=BLOB_MEDIA_TYPE)
     first, length = (byte_range.first, byte_range.length) if byte_range else (0, size)
     return StreamingResponse(source.read(first, length), status_code=status, headers=headers)
+
+
+async def _linked_blob(
+    context: RegistryContext, repository_id: int, digest: str
+) -> tuple[int | None, set[str]]:
+    """The blob's size and locations when the repository may read it; (None, empty) otherwise."""
+    async with context.pool.acquire() as conn:
+        size = await linked_blob_size(conn, repository_id, digest)
+        placed = await placement_locations(conn, digest) if size is not None else set()
+    return size, placed
 
 
 @router.delete("/v2/{name:path}/blobs/{digest}", status_code=202)

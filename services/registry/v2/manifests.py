@@ -10,11 +10,20 @@ import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 
 from services.registry.context import RegistryContext, get_context
-from services.registry.domain import audit, immutability, manifest_labels, manifest_store, tag_lifecycle
+from services.registry.domain import (
+    audit,
+    immutability,
+    manifest_labels,
+    manifest_store,
+    quota_enforcement,
+    tag_lifecycle,
+)
+from services.registry.proxy import manifests as proxy_manifests
 from services.registry.v2.access import authorize, identify, may_pull
 from services.registry.v2.artifact_policy import check_artifact_policy
 from services.registry.v2.errors import RegistryError
 from services.registry.v2.manifest_cache import CachedManifest
+from shared import blob_guard
 from shared.events.models import ManifestPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import is_digest
@@ -88,6 +97,15 @@ def _immutable_tags_denied() -> Iterator[None]:
         raise RegistryError("DENIED", str(error), detail={"tag": error.tag}) from error
 
 
+@contextlib.contextmanager
+def quota_denied() -> Iterator[None]:
+    """A push over the namespace's Reject limit answers DENIED, as Quay (and podman prints it)."""
+    try:
+        yield
+    except quota_enforcement.QuotaExceededError as error:
+        raise RegistryError("DENIED", str(error), detail={"namespace": error.namespace}) from error
+
+
 @router.put(_PATH, status_code=201)
 async def put_manifest(
     name: str, reference: str, request: Request, context: RegistryContext = Depends(get_context)
@@ -115,11 +133,18 @@ async def put_manifest(
     labels = await manifest_labels.pushed_labels(context, manifest)
     async with context.pool.acquire() as conn, conn.transaction():
         repository = await grant.repository_for_write(conn)
+        await blob_guard.hold_for_push(conn, manifest.blob_digests)
         await _check_references(conn, repository.id, manifest)
         with _immutable_tags_denied():
             await immutability.refuse_moving_immutable_tags(conn, repository.id, tags, manifest.digest)
+        charge = quota_enforcement.ManifestCharge(
+            conn, repository, manifest.blob_digests, context.settings.default_system_reject_quota_bytes
+        )
+        with quota_denied():
+            await charge.check()
         previous_targets = await audit.live_tag_targets(conn, repository.id, tags)
         manifest_id = await manifest_store.save_manifest(conn, repository.id, manifest, body)
+        await charge.commit()
         for tag in tags:
             await manifest_store.point_tag(conn, repository.id, tag, manifest_id)
         await manifest_labels.apply_pushed_labels(conn, repository.id, manifest_id, tags, labels)
@@ -153,6 +178,8 @@ async def get_manifest(
     name: str, reference: str, request: Request, context: RegistryContext = Depends(get_context)
 ) -> Response:
     """The manifest's bytes exactly as pushed, with its media type and digest (headers only for HEAD)."""
+    if proxy := await context.proxy.config_for(context.pool, context.manifests, name):
+        return await proxy_manifests.serve_manifest(context, request, proxy, name, reference)
     with_content = request.method == "GET"
     if with_content and (cached := await _cached_pull(context, request, name, reference)):
         context.pull_stats.record(cached.repository_id, reference, cached.digest)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.registry.domain.blobstore import has_placement, record_blob, store_chunks_as_blob
 from services.registry.domain.repositories import Repository
+from shared import blob_guard
 from shared.events.models import BlobPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import new_hasher, parse_digest
@@ -188,11 +189,11 @@ async def complete_session(
         raise StoredChunksError(
             f"upload {session.id}: chunks hold {sum(sizes)} bytes, not {session.byte_offset}"
         )
-    async with pool.acquire() as conn:
-        placed = await has_placement(conn, digest, session.location)
-    if not placed:
-        await store_chunks_as_blob(driver, chunks, digest)
     async with pool.acquire() as conn, conn.transaction():
+        # From the placement check to the commit, garbage collection cannot delete these bytes.
+        await blob_guard.hold_for_push(conn, [digest])
+        if not await has_placement(conn, digest, session.location):
+            await store_chunks_as_blob(driver, chunks, digest)
         await _end(conn, session)
         await record_blob(
             conn,
@@ -201,6 +202,7 @@ async def complete_session(
             location=session.location,
             repository_id=repository.id,
         )
+        await blob_guard.touch_links(conn, repository.id, [digest])
         event = BlobPushed(
             namespace=repository.namespace,
             repository=repository.name,

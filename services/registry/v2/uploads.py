@@ -21,10 +21,12 @@ from services.registry.domain.blobstore import (
     linked_blob_size,
     placement_locations,
 )
+from services.registry.domain.quota_enforcement import refuse_upload_when_over
 from services.registry.domain.repositories import Repository
 from services.registry.v2.access import Grant, authorize, pull_scope
 from services.registry.v2.blobs import checked_digest
 from services.registry.v2.errors import RegistryError
+from services.registry.v2.manifests import quota_denied
 from services.registry.v2.upload_sessions import (
     DigestMismatchError,
     InvalidBodyError,
@@ -37,6 +39,7 @@ from services.registry.v2.upload_sessions import (
     find_session,
     start_session,
 )
+from shared import blob_guard
 from shared.events.models import BlobPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import is_digest
@@ -204,11 +207,13 @@ async def _mount(
         return False
     assert source.repository is not None
     async with context.pool.acquire() as conn, conn.transaction():
+        await blob_guard.hold_for_push(conn, [digest])
         size = await linked_blob_size(conn, source.repository.id, digest)
         if size is None:
             return False
         repository = await grant.repository_for_write(conn)
         await link_blob(conn, repository.id, digest)
+        await blob_guard.touch_links(conn, repository.id, [digest])
         locations = in_preference_order(context.locations, await placement_locations(conn, digest))
         event = BlobPushed(
             namespace=repository.namespace,
@@ -235,6 +240,10 @@ async def start_upload(
     (?mount=&from=, 201; a new session when the mount is not possible) or upload the body as a
     whole blob (?digest=, 201)."""
     grant = await authorize(context, request, name, "push", also_challenged=pull_scope(mount and mount_from))
+    assert grant.namespace_id is not None  # push access exists only in a known namespace
+    default_reject_bytes = context.settings.default_system_reject_quota_bytes
+    with quota_denied():
+        await refuse_upload_when_over(context.pool, grant.namespace_id, grant.namespace, default_reject_bytes)
     if mount is not None and await _mount(context, request, grant, mount, mount_from):
         return _created(name, mount)
     if digest is not None:

@@ -1,8 +1,9 @@
-"""The upstream registry a mirror copies from: a client of its OCI distribution API.
+"""A client of an upstream registry's OCI distribution API: what a mirror copies from and what a
+proxy cache organization pulls through.
 
 Authentication follows the Docker registry protocol: a 401 challenge names Basic (credentials sent
 as they are) or Bearer (a token fetched from the challenge's realm, with the stored credentials when
-there are any, for pull access on the mirrored repository). Every failure is an UpstreamError whose
+there are any, for pull access on the upstream repository). Every failure is an UpstreamError whose
 message carries what the upstream answered.
 """
 
@@ -20,7 +21,6 @@ from urllib.parse import urljoin
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from services.mirror.config_store import ExternalRegistryConfig, ProxyConfig
 from shared.oci.digest import digest_bytes, is_digest
 from shared.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
@@ -40,6 +40,16 @@ _DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io"})
 FailureReason = Literal["unreachable", "auth", "not_found", "invalid", "upstream"]
 
 
+class ProxyConfig(BaseModel):
+    """Proxies for the upstream's requests (Quay's external_registry_config.proxy)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+
+
 class InvalidReferenceError(ValueError):
     """Not '<registry host[:port]>/<repository>' (optionally after http:// or https://)."""
 
@@ -53,7 +63,7 @@ class UpstreamError(Exception):
 
 
 class ExternalReference(BaseModel):
-    """Where a mirror's content lives: a registry and a repository path in it."""
+    """Where upstream content lives: a registry and a repository path in it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -213,7 +223,7 @@ def _is_ip(host: str) -> bool:
 
 
 class UpstreamRegistry:
-    """One upstream repository, read with the mirror's credentials and external registry config.
+    """One upstream repository, read with the given credentials.
 
     Without a scheme in the reference, HTTPS is used; with verify_tls false, certificates are not
     checked and plain HTTP is used when the registry does not speak TLS (as skopeo does).
@@ -225,16 +235,17 @@ class UpstreamRegistry:
         *,
         username: str | None,
         password: str | None,
-        config: ExternalRegistryConfig,
+        verify_tls: bool,
+        proxy: ProxyConfig,
         timeout_s: float,
     ) -> None:
         self._reference = reference
         self._has_credentials = username is not None
-        self._verify_tls = config.verify_tls
+        self._verify_tls = verify_tls
         self._client = httpx.AsyncClient(
             auth=RegistryAuth(username, password, f"repository:{reference.repository}:pull"),
-            verify=config.verify_tls,
-            mounts=_proxy_mounts(config.proxy, config.verify_tls),
+            verify=verify_tls,
+            mounts=_proxy_mounts(proxy, verify_tls),
             timeout=timeout_s,
             follow_redirects=True,
             trust_env=False,
@@ -250,6 +261,17 @@ class UpstreamRegistry:
     @property
     def reference(self) -> ExternalReference:
         return self._reference
+
+    async def check_registry(self) -> None:
+        """That the upstream answers GET /v2/ as a registry does (its API version header), with the
+        credentials when there are any; UpstreamError otherwise."""
+        async with self._send("GET", f"{await self._base()}/v2/", "the registry API check") as response:
+            if "docker-distribution-api-version" not in response.headers:
+                raise UpstreamError(
+                    f"{self._reference.registry} does not answer as a container registry"
+                    f" (GET /v2/: {response.status_code}, no Docker-Distribution-API-Version)",
+                    "invalid",
+                )
 
     async def list_tags(self) -> list[str]:
         """Every tag of the repository, following the Link header's pages."""
@@ -279,6 +301,14 @@ class UpstreamRegistry:
             return digest
         return (await self.fetch_manifest(tag)).digest
 
+    async def blob_size(self, digest: str) -> int:
+        """The blob's size, from HEAD's Content-Length."""
+        async with self._send("HEAD", await self._url(f"blobs/{digest}"), f"blob {digest}") as response:
+            length = response.headers.get("content-length", "")
+        if not length.isdigit():
+            raise UpstreamError(f"the upstream answered no size for blob {digest}", "invalid")
+        return int(length)
+
     async def fetch_manifest(self, reference: str) -> UpstreamManifest:
         """The manifest's bytes; when fetched by digest, checked against it."""
         url = await self._url(f"manifests/{reference}")
@@ -300,8 +330,15 @@ class UpstreamRegistry:
     @contextlib.asynccontextmanager
     async def open_blob(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """The blob's bytes as they arrive; errors while reading are UpstreamErrors too."""
+        async with self.open_sized_blob(digest) as (_, chunks):
+            yield chunks
+
+    @contextlib.asynccontextmanager
+    async def open_sized_blob(self, digest: str) -> AsyncIterator[tuple[int | None, AsyncIterator[bytes]]]:
+        """The blob's size as announced (Content-Length; None without one) and its bytes as they arrive."""
         async with self._send("GET", await self._url(f"blobs/{digest}"), f"blob {digest}") as response:
-            yield self._chunks(response, digest)
+            length = response.headers.get("content-length", "")
+            yield (int(length) if length.isdigit() else None), self._chunks(response, digest)
 
     async def _chunks(self, response: httpx.Response, digest: str) -> AsyncIterator[bytes]:
         try:

@@ -1,0 +1,1 @@
+"""The quota service: per-namespace and per-repository usage accounting, crossings, reconcile."""

@@ -1,0 +1,127 @@
+"""The quota service's HTTP application: /health/instance, /health/endtoend and /metrics.
+
+- instance: this process reaches the database.
+- endtoend: the database takes a write and gives it back (a rolled-back transaction on the quota
+  tables), and the broker accepts a connection when QUAYSIDE_AMQP_URL is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import aio_pika
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.quota import metrics
+from shared.config import Settings
+from shared.db import create_pool
+from shared.http_guard import api_docs_urls
+
+log = logging.getLogger(__name__)
+
+_POOL_SIZE = 2
+
+operations = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _state(request: Request) -> tuple[Settings, asyncpg.Pool]:
+    return request.app.state.settings, request.app.state.pool
+
+
+async def _database(pool: asyncpg.Pool) -> None:
+    await pool.fetchval("SELECT count(*) FROM namespace_usage WHERE false")
+
+
+async def _database_write(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE TEMP TABLE quota_health_probe (id int) ON COMMIT DROP")
+                await conn.execute("INSERT INTO quota_health_probe VALUES (1)")
+                raise _Rollback
+        except _Rollback:
+            pass
+
+
+async def _broker(amqp_url: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    await connection.close()
+
+
+async def _answer(checks: dict[str, Callable[[], Awaitable[None]]], timeout_s: float) -> JSONResponse:
+    async def run(name: str, check: Callable[[], Awaitable[None]]) -> bool:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await check()
+            return True
+        except Exception as error:  # any failure is an unhealthy answer, logged with its reason
+            log.warning("health check %s failed: %r", name, error)
+            return False
+
+    names = list(checks)
+    results = await asyncio.gather(*(run(name, checks[name]) for name in names))
+    services = dict(zip(names, results, strict=True))
+    status = 200 if all(results) else 503
+    return JSONResponse({"data": {"services": services}, "status_code": status}, status_code=status)
+
+
+@operations.get("/health/instance")
+async def health_instance(request: Request) -> JSONResponse:
+    """Quay's health answer: whether this instance reaches its database (200), or not (503)."""
+    settings, pool = _state(request)
+    return await _answer({"database": lambda: _database(pool)}, settings.health_check_timeout_s)
+
+
+@operations.get("/health/endtoend")
+async def health_endtoend(request: Request) -> JSONResponse:
+    """The database takes a write, and the broker (when configured) a connection."""
+    settings, pool = _state(request)
+    checks: dict[str, Callable[[], Awaitable[None]]] = {"database": lambda: _database_write(pool)}
+    if settings.amqp_url:
+        amqp_url = settings.amqp_url
+        checks["broker"] = lambda: _broker(amqp_url)
+    return await _answer(checks, settings.health_check_timeout_s)
+
+
+@metrics_router.get("/metrics")
+async def prometheus_metrics(request: Request) -> Response:
+    _, pool = _state(request)
+    try:
+        row = await pool.fetchrow(
+            "SELECT (SELECT coalesce(sum(bytes), 0) FROM namespace_usage)::bigint,"
+            " (SELECT count(DISTINCT namespace_id) FROM quota_crossing WHERE limit_type = 'Reject')"
+        )
+        metrics.USAGE_TOTAL.set(row[0])
+        metrics.NAMESPACES_OVER.set(row[1])
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        log.warning("quota totals unavailable: %r", error)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, max_size=_POOL_SIZE)
+        app.state.settings = settings
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="Quayside quota", lifespan=lifespan, **api_docs_urls(settings))
+    app.include_router(operations)
+    if settings.http_metrics:
+        app.include_router(metrics_router)
+    return app

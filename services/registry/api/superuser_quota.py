@@ -1,0 +1,161 @@
+"""The superuser's quota paths: Quay's /api/v1/superuser/organization/{namespace}/quota[/{quota_id}]
+and /api/v1/superuser/users/{namespace}/quota[/{quota_id}] (listUserQuotaSuperUser,
+createUserQuotaSuperUser, changeUserQuotaSuperUser, deleteUserQuotaSuperUser), and Quayside's
+report of every namespace's usage against its limits, /api/v1/superuser/quotareport
+(docs/api-extras.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from fastapi import Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.registry.api.common import api_router, bad_request, db_connection, not_found
+from services.registry.api.page_tokens import MAX_TOKEN_LENGTH, decode_token, encode_token
+from services.registry.api.quota import (
+    QuotaBody,
+    QuotaChanges,
+    RowId,
+    created,
+    quota_errors_as_http,
+    quota_list_view,
+    quota_view,
+    superuser,
+)
+from services.registry.api.security import ApiCaller, find_organization
+from services.registry.context import RegistryContext, get_context
+from services.registry.domain import quota_management as quotas
+from shared.auth.accounts import Namespace, find_namespace
+
+router = api_router(tags=["Quota"])
+router.dependencies.append(Depends(quota_errors_as_http))
+
+REPORT_PAGE_MAX = 100
+_ORGANIZATION_QUOTAS = "/superuser/organization/{namespace}/quota"
+_USER_QUOTAS = "/superuser/users/{namespace}/quota"
+
+
+async def _find_user_namespace(conn: asyncpg.Connection, name: str) -> Namespace:
+    found = await find_namespace(conn, name)
+    if found is None or found.kind != "user":
+        raise not_found(f"no user {name[:255]!r}")
+    return found
+
+
+async def _organization_changes(
+    namespace: str,
+    request: Request,
+    caller: ApiCaller = Depends(superuser),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> QuotaChanges:
+    return QuotaChanges(conn, request, caller, await find_organization(conn, namespace))
+
+
+async def _user_changes(
+    namespace: str,
+    request: Request,
+    caller: ApiCaller = Depends(superuser),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> QuotaChanges:
+    return QuotaChanges(conn, request, caller, await _find_user_namespace(conn, namespace))
+
+
+def _default_bytes(context: RegistryContext) -> int | None:
+    return context.settings.default_system_reject_quota_bytes
+
+
+@router.get(_ORGANIZATION_QUOTAS)
+async def list_organization_quota_superuser(
+    changes: QuotaChanges = Depends(_organization_changes), context: RegistryContext = Depends(get_context)
+) -> list[dict[str, Any]]:
+    return await quota_list_view(changes.conn, changes.namespace.id, _default_bytes(context))
+
+
+@router.get(_USER_QUOTAS)
+async def list_user_quota_superuser(
+    changes: QuotaChanges = Depends(_user_changes), context: RegistryContext = Depends(get_context)
+) -> list[dict[str, Any]]:
+    return await quota_list_view(changes.conn, changes.namespace.id, _default_bytes(context))
+
+
+@router.post(_ORGANIZATION_QUOTAS, status_code=201)
+async def create_organization_quota_superuser(
+    body: QuotaBody, changes: QuotaChanges = Depends(_organization_changes)
+) -> JSONResponse:
+    await changes.create_quota(body)
+    return created()
+
+
+@router.post(_USER_QUOTAS, status_code=201)
+async def create_user_quota_superuser(
+    body: QuotaBody, changes: QuotaChanges = Depends(_user_changes)
+) -> JSONResponse:
+    await changes.create_quota(body)
+    return created()
+
+
+@router.put(f"{_ORGANIZATION_QUOTAS}/{{quota_id}}")
+async def change_organization_quota_superuser(
+    quota_id: RowId,
+    body: QuotaBody,
+    changes: QuotaChanges = Depends(_organization_changes),
+    context: RegistryContext = Depends(get_context),
+) -> dict[str, Any]:
+    return quota_view(await changes.change_quota(quota_id, body), _default_bytes(context))
+
+
+@router.put(f"{_USER_QUOTAS}/{{quota_id}}")
+async def change_user_quota_superuser(
+    quota_id: RowId,
+    body: QuotaBody,
+    changes: QuotaChanges = Depends(_user_changes),
+    context: RegistryContext = Depends(get_context),
+) -> dict[str, Any]:
+    return quota_view(await changes.change_quota(quota_id, body), _default_bytes(context))
+
+
+@router.delete(f"{_ORGANIZATION_QUOTAS}/{{quota_id}}", status_code=204)
+async def delete_organization_quota_superuser(
+    quota_id: RowId, changes: QuotaChanges = Depends(_organization_changes)
+) -> Response:
+    await changes.delete_quota(quota_id)
+    return Response(status_code=204)
+
+
+@router.delete(f"{_USER_QUOTAS}/{{quota_id}}", status_code=204)
+async def delete_user_quota_superuser(
+    quota_id: RowId, changes: QuotaChanges = Depends(_user_changes)
+) -> Response:
+    await changes.delete_quota(quota_id)
+    return Response(status_code=204)
+
+
+@router.get("/superuser/quotareport")
+async def quota_report(
+    sort: quotas.ReportSort = Query(default="usage", description="'usage' (biggest first) or 'name'"),
+    only: quotas.ReportFilter = Query(
+        default="all",
+        alias="filter",
+        description="'all', 'with_quota', 'over_quota' (at or over the limit), or 'over_without_reject'"
+        " (over a quota that has no Reject limit: nothing stops its growth)",
+    ),
+    limit: int = Query(default=REPORT_PAGE_MAX, ge=1, le=REPORT_PAGE_MAX),
+    next_page: str | None = Query(default=None, max_length=MAX_TOKEN_LENGTH),
+    _caller: ApiCaller = Depends(superuser),
+    conn: asyncpg.Connection = Depends(db_connection),
+    context: RegistryContext = Depends(get_context),
+) -> dict[str, Any]:
+    """Every live namespace's usage, limit and state, a page at a time (Quayside extra)."""
+    after = decode_token(quotas.ReportPosition, next_page) if next_page is not None else None
+    if after is not None and after.sort != sort:
+        raise bad_request("Invalid next_page token")
+    entries, position = await quotas.quota_report(
+        conn, sort=sort, only=only, default_reject_bytes=_default_bytes(context), after=after, limit=limit
+    )
+    answer: dict[str, Any] = {"namespaces": [entry.model_dump() for entry in entries]}
+    if position is not None:
+        answer["next_page"] = encode_token(position)
+    return answer

@@ -1,0 +1,221 @@
+"""Blob pulls that miss in a cache organization: streamed from the upstream to the client while the
+same bytes are written to storage and verified against the digest, then recorded and linked.
+
+Only blobs that a manifest of the cache repository references are fetched. A blob already stored
+(for another repository) is linked, not fetched again. The fill runs as a task of its own that
+feeds the client through a short queue: a client that goes away does not stop it (the others
+waiting for it need it to finish). Requests that miss the same blob meanwhile, in this process or
+another, wait for the fill (coalescing) and are then served from storage like any stored blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+
+from services.registry.context import RegistryContext
+from services.registry.domain.blobstore import link_blob, record_blob
+from services.registry.domain.repositories import Repository
+from services.registry.proxy import metrics
+from services.registry.proxy.coalescing import Lead
+from services.registry.proxy.config import ProxyCacheConfig
+from services.registry.proxy.upstream import upstream_failure
+from services.registry.v2.errors import RegistryError
+from shared.events.models import BlobPushed
+from shared.events.outbox import enqueue
+from shared.oci.upstream_client import UpstreamError
+from shared.secret_box import UnreadableSecretError
+from shared.storage.paths import blob_path, upload_chunk_path, upload_folder
+
+CACHE_HEADER = "X-Quayside-Cache"
+_QUEUE_CHUNKS = 16
+_HASH_BATCH_BYTES = 1024 * 1024
+
+
+async def fill_missing_blob(
+    context: RegistryContext, request: Request, repository: Repository, digest: str
+) -> Response | None:
+    """The response to a GET/HEAD of a blob the cache repository lacks; None when the blob is now
+    linked (the usual path serves it) or is not the cache's to fetch (the usual 404)."""
+    full_name = f"{repository.namespace}/{repository.name}"
+    config = await context.proxy.config_for(context.pool, context.manifests, full_name)
+    if config is None:
+        return None
+    async with context.pool.acquire() as conn:
+        referenced = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM manifest_blob mb JOIN manifest m ON m.id = mb.manifest_id"
+            " WHERE mb.digest = $2 AND m.repository_id = $1)",
+            repository.id,
+            digest,
+        )
+        if not referenced:
+            return None
+        if await _link_if_stored(conn, repository.id, digest):
+            return None
+    metrics.MISSES.labels("blob").inc()
+    try:
+        if request.method == "HEAD":
+            async with context.proxy.clients.use(config, repository.name) as upstream:
+                size = await upstream.blob_size(digest)
+            return Response(headers=_headers(digest, size))
+
+        async def stored() -> bool | None:
+            async with context.pool.acquire() as conn:
+                return True if await _link_if_stored(conn, repository.id, digest) else None
+
+        claimed = await context.proxy.flights.claim(
+            f"proxy:blob:{digest}", stored, context.settings.proxy_cache_fill_wait_s
+        )
+        if not isinstance(claimed, Lead):
+            return None
+        return await _streamed_fill(
+            context, config, repository, digest, claimed, ranged="range" in request.headers
+        )
+    except UpstreamError as error:
+        raise upstream_failure(error, full_name, digest, "BLOB_UNKNOWN") from error
+    except UnreadableSecretError as error:
+        raise RegistryError("UNAUTHORIZED", str(error), status=401) from error
+    except TimeoutError as error:
+        raise RegistryError(
+            "UNAVAILABLE", "timed out waiting for the upstream fetch of this blob", status=503
+        ) from error
+
+
+async def _link_if_stored(conn: asyncpg.Connection, repository_id: int, digest: str) -> bool:
+    """Link the blob when some location holds it (stored for another repository, or just filled)."""
+    placed = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM blob_placement WHERE digest = $1)", digest)
+    if placed:
+        await link_blob(conn, repository_id, digest)
+    return bool(placed)
+
+
+def _headers(digest: str, size: int | None) -> dict[str, str]:
+    headers = {
+        "Docker-Content-Digest": digest,
+        "Content-Type": "application/octet-stream",
+        CACHE_HEADER: "miss",
+    }
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return headers
+
+
+class _Fill:
+    """One blob's copy from the upstream into storage, feeding the leading client as it goes."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(_QUEUE_CHUNKS)
+        self.client_gone = False
+
+    async def offer(self, item: bytes | BaseException | None) -> None:
+        if not self.client_gone:
+            await self.queue.put(item)
+
+    async def to_client(self) -> AsyncIterator[bytes]:
+        try:
+            while (item := await self.queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.client_gone = True
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while True:
+                    self.queue.get_nowait()  # unblock a fill waiting for room
+
+
+async def _streamed_fill(
+    context: RegistryContext,
+    config: ProxyCacheConfig,
+    repository: Repository,
+    digest: str,
+    lead: Lead,
+    *,
+    ranged: bool,
+) -> Response | None:
+    stack = contextlib.AsyncExitStack()
+    await stack.enter_async_context(lead)
+    try:
+        upstream = await stack.enter_async_context(context.proxy.clients.use(config, repository.name))
+        size, chunks = await stack.enter_async_context(upstream.open_sized_blob(digest))
+    except BaseException:
+        await stack.aclose()
+        raise
+    fill = _Fill()
+    task = asyncio.create_task(_copy(context, repository, digest, size, chunks, fill, stack))
+    context.proxy.keep(task)
+    if ranged:
+        # A range of a blob being filled: served from storage once the fill is done.
+        fill.client_gone = True
+        await asyncio.shield(task)
+        return None
+    return StreamingResponse(fill.to_client(), headers=_headers(digest, size))
+
+
+async def _copy(
+    context: RegistryContext,
+    repository: Repository,
+    digest: str,
+    size: int | None,
+    chunks: AsyncIterator[bytes],
+    fill: _Fill,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    location = context.locations.preferred
+    driver = context.locations.driver(location)
+    staging = f"proxy-{uuid.uuid4()}"
+    algorithm, _, expected_hex = digest.partition(":")
+    hasher = hashlib.new(algorithm)
+    received = 0
+
+    async def verified() -> AsyncIterator[bytes]:
+        nonlocal received
+        pending = bytearray()
+        async for chunk in chunks:
+            received += len(chunk)
+            metrics.UPSTREAM_BYTES.inc(len(chunk))
+            pending += chunk
+            if len(pending) >= _HASH_BATCH_BYTES:
+                await asyncio.to_thread(hasher.update, bytes(pending))
+                pending.clear()
+            await fill.offer(chunk)
+            yield chunk
+        await asyncio.to_thread(hasher.update, bytes(pending))
+
+    try:
+        async with stack:
+            await driver.put(upload_chunk_path(staging, 0), verified())
+            if hasher.hexdigest() != expected_hex or (size is not None and received != size):
+                raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")
+            await driver.move(upload_chunk_path(staging, 0), blob_path(digest))
+            async with context.pool.acquire() as conn, conn.transaction():
+                await record_blob(
+                    conn, digest=digest, size=received, location=location, repository_id=repository.id
+                )
+                await enqueue(
+                    conn,
+                    BlobPushed(
+                        namespace=repository.namespace,
+                        repository=repository.name,
+                        digest=digest,
+                        size=received,
+                        location=location,
+                    ),
+                )
+    except BaseException as error:
+        await fill.offer(error if isinstance(error, Exception) else None)
+        with contextlib.suppress(Exception):
+            await driver.delete(upload_folder(staging))
+        if not isinstance(error, Exception):
+            raise
+        return
+    await fill.offer(None)
+    with contextlib.suppress(Exception):
+        await driver.delete(upload_folder(staging))

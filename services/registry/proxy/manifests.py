@@ -1,0 +1,320 @@
+"""Manifest pulls in a cache organization: answered from the cache while fresh, else checked against
+the upstream (HEAD), fetched when the upstream names content the cache lacks, and stored.
+
+A tag is fresh for ``expiration_s`` after its last check against the upstream (proxy_cache_tag);
+every pull keeps it alive that long (its lifetime_end, as Quay does), so a tag nobody pulls expires
+and goes through the time machine and garbage collection like any other. When the upstream is
+unreachable, answers 5xx or 429, a cached tag that is still alive is served (``X-Quayside-Cache:
+stale`` and a pull_repo usage-log entry say so); its 404 and 401/403 are passed on. Manifests named
+by digest never change: once cached they are served without asking. An index is stored with every
+child manifest, fetched at once, so any platform can be pulled later even while the upstream is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from fastapi import Request, Response
+
+from services.registry.context import RegistryContext
+from services.registry.domain import manifest_store
+from services.registry.domain.audit import client_ip
+from services.registry.domain.repositories import Repository, ensure_repository
+from services.registry.proxy import metrics
+from services.registry.proxy.coalescing import Lead
+from services.registry.proxy.config import ProxyCacheConfig
+from services.registry.proxy.upstream import is_outage, upstream_failure
+from services.registry.v2.access import Grant, authorize
+from services.registry.v2.errors import RegistryError
+from shared.events.models import ManifestPushed
+from shared.events.outbox import enqueue
+from shared.oci.digest import is_digest
+from shared.oci.manifest import InvalidManifestError, ParsedManifest, parse_manifest
+from shared.oci.names import is_valid_tag
+from shared.oci.upstream_client import UpstreamError, UpstreamManifest, UpstreamRegistry
+from shared.secret_box import UnreadableSecretError
+from shared.usage_logs import record
+
+CACHE_HEADER = "X-Quayside-Cache"
+# Indexes of indexes are followed this deep (OCI allows nesting; real images use one level).
+_MAX_INDEX_DEPTH = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CachedTag:
+    tag_id: int
+    manifest: manifest_store.StoredManifest
+    lifetime_end: datetime | None
+    checked_at: datetime | None
+
+
+async def serve_manifest(
+    context: RegistryContext, request: Request, config: ProxyCacheConfig, name: str, reference: str
+) -> Response:
+    """GET or HEAD of a manifest in a cache organization."""
+    grant = await authorize(context, request, name, "pull", allow_missing=True)
+    if ":" in reference and not is_digest(reference):
+        raise RegistryError("DIGEST_INVALID", "invalid digest", detail={"digest": reference[:200]})
+    if ":" in reference:
+        repository = await _repository(context, grant)
+        stored, state = await _by_digest(context, config, repository, grant, reference)
+    elif not is_valid_tag(reference):
+        raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown", detail={"reference": reference[:200]})
+    else:
+        repository = await _repository(context, grant)
+        stored, state = await _by_tag(context, request, config, repository, grant, reference)
+    context.pull_stats.record(repository.id, reference, stored.digest)
+    content = stored.content if request.method == "GET" and stored.content is not None else b""
+    headers = {
+        "Content-Type": stored.media_type,
+        "Content-Length": str(stored.size),
+        "Docker-Content-Digest": stored.digest,
+        "ETag": f'"{stored.digest}"',
+        CACHE_HEADER: state,
+    }
+    return Response(content=content, headers=headers)
+
+
+async def _repository(context: RegistryContext, grant: Grant) -> Repository:
+    """The cache repository, created on its first pull (by whoever may create repositories here)."""
+    if grant.repository is not None:
+        return grant.repository
+    assert grant.namespace_id is not None
+    async with context.pool.acquire() as conn:
+        return await ensure_repository(
+            conn, grant.namespace_id, grant.namespace, grant.name, grant.caller.identity
+        )
+
+
+def _wait_s(context: RegistryContext) -> float:
+    return context.settings.proxy_cache_fill_wait_s
+
+
+async def _by_digest(
+    context: RegistryContext, config: ProxyCacheConfig, repository: Repository, grant: Grant, digest: str
+) -> tuple[manifest_store.StoredManifest, str]:
+    async def cached() -> manifest_store.StoredManifest | None:
+        return await manifest_store.find_manifest(
+            context.pool, repository.id, digest, by_digest=True, with_content=True
+        )
+
+    found = await cached()
+    if found is not None:
+        metrics.HITS.inc()
+        return found, "hit"
+    metrics.MISSES.labels("manifest").inc()
+    claimed = await context.proxy.flights.claim(
+        f"proxy:manifest:{repository.id}:{digest}", cached, _wait_s(context)
+    )
+    if isinstance(claimed, Lead):
+        async with claimed:
+            try:
+                async with context.proxy.clients.use(config, grant.name) as upstream:
+                    manifest = await upstream.fetch_manifest(digest)
+                    await _store_with_children(context, upstream, repository, manifest, 0)
+            except UpstreamError as error:
+                raise upstream_failure(error, grant.full_name, digest) from error
+            except UnreadableSecretError as error:
+                raise RegistryError("UNAUTHORIZED", str(error), status=401) from error
+            async with context.pool.acquire() as conn, conn.transaction():
+                await _log_fill(conn, grant, repository, manifest.digest, None)
+        claimed = await cached()
+        assert claimed is not None
+    return claimed, "miss"
+
+
+async def _cached_tag(
+    db: asyncpg.Pool | asyncpg.Connection, repository_id: int, tag: str
+) -> CachedTag | None:
+    row = await db.fetchrow(
+        "SELECT t.id, m.digest, m.media_type, m.size, m.content, t.lifetime_end, c.checked_at"
+        " FROM tag t JOIN manifest m ON m.id = t.manifest_id"
+        " LEFT JOIN proxy_cache_tag c ON c.repository_id = t.repository_id AND c.tag = t.name"
+        " WHERE t.repository_id = $1 AND t.name = $2 AND (t.lifetime_end IS NULL OR t.lifetime_end > now())",
+        repository_id,
+        tag,
+    )
+    if row is None:
+        return None
+    stored = manifest_store.StoredManifest(row["digest"], row["media_type"], row["size"], row["content"])
+    return CachedTag(row["id"], stored, row["lifetime_end"], row["checked_at"])
+
+
+def _is_fresh(cached: CachedTag | None, config: ProxyCacheConfig, now: datetime) -> bool:
+    return (
+        cached is not None
+        and cached.checked_at is not None
+        and cached.checked_at + timedelta(seconds=config.expiration_s) > now
+    )
+
+
+async def _by_tag(
+    context: RegistryContext,
+    request: Request,
+    config: ProxyCacheConfig,
+    repository: Repository,
+    grant: Grant,
+    tag: str,
+) -> tuple[manifest_store.StoredManifest, str]:
+    cached = await _cached_tag(context.pool, repository.id, tag)
+    if _is_fresh(cached, config, datetime.now(UTC)):
+        assert cached is not None
+        metrics.HITS.inc()
+        await _renew(context.pool, cached, config)
+        return cached.manifest, "hit"
+    metrics.MISSES.labels("manifest").inc()
+
+    async def refreshed() -> CachedTag | None:
+        found = await _cached_tag(context.pool, repository.id, tag)
+        return found if _is_fresh(found, config, datetime.now(UTC)) else None
+
+    try:
+        claimed = await context.proxy.flights.claim(
+            f"proxy:tag:{repository.id}:{tag}", refreshed, _wait_s(context)
+        )
+        if isinstance(claimed, Lead):
+            async with claimed:
+                await _refresh_tag(context, config, repository, grant, tag)
+            claimed = await _cached_tag(context.pool, repository.id, tag)
+            assert claimed is not None
+    except UpstreamError as error:
+        if cached is None or not is_outage(error):
+            raise upstream_failure(error, grant.full_name, tag) from error
+        metrics.STALE_SERVES.inc()
+        async with context.pool.acquire() as conn:
+            await record(
+                conn,
+                "pull_repo",
+                performer=grant.caller.identity,
+                ip=client_ip(request),
+                namespace=grant.namespace,
+                repository=grant.name,
+                metadata={
+                    "tag": tag,
+                    "manifest_digest": cached.manifest.digest,
+                    "proxy_cache": "stale",
+                    "upstream_error": str(error)[:500],
+                },
+            )
+        return cached.manifest, "stale"
+    except UnreadableSecretError as error:
+        raise RegistryError("UNAUTHORIZED", str(error), status=401) from error
+    return claimed.manifest, "miss"
+
+
+async def _renew(pool: asyncpg.Pool, cached: CachedTag, config: ProxyCacheConfig) -> None:
+    """Keep the tag alive expiration_s from now; written only once a tenth of that has passed."""
+    renewed_end = datetime.now(UTC) + timedelta(seconds=config.expiration_s)
+    if cached.lifetime_end is not None and renewed_end - cached.lifetime_end < timedelta(
+        seconds=config.expiration_s / 10
+    ):
+        return
+    await pool.execute(
+        "UPDATE tag SET lifetime_end = now() + make_interval(secs => $2), expiry_pending = true"
+        " WHERE id = $1 AND lifetime_end IS NOT NULL AND lifetime_end > now()",
+        cached.tag_id,
+        float(config.expiration_s),
+    )
+
+
+async def _refresh_tag(
+    context: RegistryContext, config: ProxyCacheConfig, repository: Repository, grant: Grant, tag: str
+) -> None:
+    """Ask the upstream what the tag names now; fetch it unless cached; point the tag at it."""
+    async with context.proxy.clients.use(config, grant.name) as upstream:
+        digest = await upstream.manifest_digest(tag)
+        known = await manifest_store.find_manifest(
+            context.pool, repository.id, digest, by_digest=True, with_content=False
+        )
+        if known is None:
+            manifest = await upstream.fetch_manifest(digest)
+            await _store_with_children(context, upstream, repository, manifest, 0)
+    async with context.pool.acquire() as conn, conn.transaction():
+        manifest_id = await conn.fetchval(
+            "SELECT id FROM manifest WHERE repository_id = $1 AND digest = $2", repository.id, digest
+        )
+        await manifest_store.point_tag(conn, repository.id, tag, manifest_id)
+        await conn.execute(
+            "UPDATE tag SET lifetime_end = now() + make_interval(secs => $3), expiry_pending = true"
+            " WHERE repository_id = $1 AND name = $2 AND (lifetime_end IS NULL OR lifetime_end > now())",
+            repository.id,
+            tag,
+            float(config.expiration_s),
+        )
+        await conn.execute(
+            "INSERT INTO proxy_cache_tag (repository_id, tag, digest, checked_at) VALUES ($1, $2, $3, now())"
+            " ON CONFLICT (repository_id, tag) DO UPDATE SET digest = EXCLUDED.digest, checked_at = now()",
+            repository.id,
+            tag,
+            digest,
+        )
+        if known is None:
+            await _log_fill(conn, grant, repository, digest, tag)
+
+
+def _parsed(manifest: UpstreamManifest) -> ParsedManifest:
+    try:
+        return parse_manifest(manifest.body, manifest.content_type, manifest.digest.partition(":")[0])
+    except InvalidManifestError as error:
+        raise UpstreamError(
+            f"the upstream's manifest {manifest.digest} is invalid: {error}", "invalid"
+        ) from error
+
+
+async def _store_with_children(
+    context: RegistryContext,
+    upstream: UpstreamRegistry,
+    repository: Repository,
+    manifest: UpstreamManifest,
+    depth: int,
+) -> None:
+    """Store the manifest, after every child manifest of an index that the cache lacks."""
+    parsed = await asyncio.to_thread(_parsed, manifest)
+    if parsed.child_digests:
+        if depth >= _MAX_INDEX_DEPTH:
+            raise UpstreamError(f"indexes nested deeper than {_MAX_INDEX_DEPTH} levels", "invalid")
+        async with context.pool.acquire() as conn:
+            missing = await manifest_store.missing_manifests(conn, repository.id, parsed.child_digests)
+        children = await asyncio.gather(*(upstream.fetch_manifest(child) for child in missing))
+        for child in children:
+            await _store_with_children(context, upstream, repository, child, depth + 1)
+    async with context.pool.acquire() as conn, conn.transaction():
+        await manifest_store.save_manifest(conn, repository.id, parsed, manifest.body)
+
+
+async def _log_fill(
+    conn: asyncpg.Connection, grant: Grant, repository: Repository, digest: str, tag: str | None
+) -> None:
+    """A fill is a pull (usage log pull_repo, marked proxy_cache: fill) and, for the other services
+    (quota, replication, notifications), new content: ManifestPushed."""
+    stored = await manifest_store.find_manifest(
+        conn, repository.id, digest, by_digest=True, with_content=False
+    )
+    assert stored is not None
+    metadata: dict[str, str] = {"manifest_digest": digest, "proxy_cache": "fill"}
+    if tag is not None:
+        metadata["tag"] = tag
+    await record(
+        conn,
+        "pull_repo",
+        performer=grant.caller.identity,
+        ip=None,
+        namespace=grant.namespace,
+        repository=grant.name,
+        metadata=metadata,
+    )
+    await enqueue(
+        conn,
+        ManifestPushed(
+            namespace=grant.namespace,
+            repository=grant.name,
+            digest=digest,
+            media_type=stored.media_type,
+            size=stored.size,
+            tags=[tag] if tag else [],
+            pusher=None,
+        ),
+    )

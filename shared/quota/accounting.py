@@ -1,0 +1,241 @@
+"""The incremental path: re-check digests against the usage rule and move the counted sets and figures.
+
+Every change is state-based: a digest is counted for a repository (namespace) exactly when a
+manifest row of that repository (of a repository of that namespace not marked for deletion)
+references it now. Re-checking any digest any number of times therefore converges on the recount.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import asyncpg
+from pydantic import BaseModel
+
+from shared.quota.crossings import check_crossings
+
+# Digests re-checked per statement: bounds the arrays sent and the rows locked at once.
+BATCH = 1000
+
+# pg_advisory_xact_lock(int, int) key space of the quota ('QUOT'); the namespace id is the second key.
+_LOCK_CLASS = 0x51554F54
+
+# A digest counts for the namespace when a manifest of one of its live repositories references it.
+_IN_NAMESPACE = (
+    "EXISTS (SELECT 1 FROM manifest_blob mb JOIN manifest m ON m.id = mb.manifest_id"
+    " JOIN repository r ON r.id = m.repository_id"
+    " WHERE mb.digest = i.digest AND r.namespace_id = $1 AND r.state <> 'MARKED_FOR_DELETION')"
+)
+_IN_REPOSITORY = (
+    "EXISTS (SELECT 1 FROM manifest m JOIN manifest_blob mb ON mb.manifest_id = m.id"
+    " JOIN repository r ON r.id = m.repository_id"
+    " WHERE m.repository_id = $1 AND mb.digest = i.digest AND r.state <> 'MARKED_FOR_DELETION')"
+)
+
+
+def _recheck_sql(table: str, owner: str, referenced: str) -> str:
+    # added and removed touch disjoint digests (referenced or not), so one statement does both.
+    return f"""
+WITH input AS (SELECT DISTINCT unnest($2::text[]) AS digest),
+ref AS (SELECT i.digest, b.size FROM input i JOIN blob b ON b.digest = i.digest WHERE {referenced}),
+added AS (
+    INSERT INTO {table} ({owner}, digest, size) SELECT $1, digest, size FROM ref
+    ON CONFLICT DO NOTHING RETURNING size
+),
+removed AS (
+    DELETE FROM {table} q USING input i
+    WHERE q.{owner} = $1 AND q.digest = i.digest AND NOT EXISTS (SELECT 1 FROM ref WHERE ref.digest = i.digest)
+    RETURNING q.size
+)
+SELECT (SELECT coalesce(sum(size), 0) FROM added)::bigint, (SELECT coalesce(sum(size), 0) FROM removed)::bigint
+"""
+
+
+_RECHECK_NAMESPACE = _recheck_sql("quota_namespace_blob", "namespace_id", _IN_NAMESPACE)
+_RECHECK_REPOSITORY = _recheck_sql("quota_repository_blob", "repository_id", _IN_REPOSITORY)
+
+
+class UsageChange(BaseModel):
+    """What one re-check moved: bytes counted and released, for the namespace and the repository."""
+
+    namespace_id: int
+    namespace_added: int = 0
+    namespace_removed: int = 0
+    repository_added: int = 0
+    repository_removed: int = 0
+    usage_bytes: int = 0
+    crossings: list[str] = []
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            (self.namespace_added, self.namespace_removed, self.repository_added, self.repository_removed)
+        )
+
+
+async def lock_namespace(conn: asyncpg.Connection, namespace_id: int) -> None:
+    """Serialise usage changes of one namespace until the end of the caller's transaction."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("lock_namespace needs a transaction")
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1::int, ($2::bigint & 2147483647)::int)", _LOCK_CLASS, namespace_id
+    )
+
+
+async def usage_bytes(conn: asyncpg.Connection, namespace_id: int) -> int:
+    """The namespace's counted usage (0 before anything was counted)."""
+    value = await conn.fetchval("SELECT bytes FROM namespace_usage WHERE namespace_id = $1", namespace_id)
+    return int(value or 0)
+
+
+async def new_bytes(conn: asyncpg.Connection, namespace_id: int, digests: Iterable[str]) -> int:
+    """The sizes of those (known) blobs not counted for the namespace yet, each once."""
+    value = await conn.fetchval(
+        "SELECT coalesce(sum(b.size), 0)::bigint FROM blob b"
+        " WHERE b.digest = ANY($2::text[]) AND NOT EXISTS ("
+        "  SELECT 1 FROM quota_namespace_blob q WHERE q.namespace_id = $1 AND q.digest = b.digest)",
+        namespace_id,
+        sorted(set(digests)),
+    )
+    return int(value)
+
+
+async def _move_namespace_usage(conn: asyncpg.Connection, namespace_id: int, delta: int) -> None:
+    # A negative delta never inserts: the CHECK (bytes >= 0) applies to the proposed row too.
+    if delta > 0:
+        await conn.execute(
+            "INSERT INTO namespace_usage (namespace_id, bytes) VALUES ($1, $2) ON CONFLICT (namespace_id)"
+            " DO UPDATE SET bytes = namespace_usage.bytes + EXCLUDED.bytes, updated_at = now()",
+            namespace_id,
+            delta,
+        )
+    elif delta < 0:
+        await conn.execute(
+            "UPDATE namespace_usage SET bytes = bytes + $2, updated_at = now() WHERE namespace_id = $1",
+            namespace_id,
+            delta,
+        )
+
+
+async def _move_repository_usage(
+    conn: asyncpg.Connection, namespace_id: int, repository_id: int, delta: int
+) -> None:
+    if delta > 0:
+        await conn.execute(
+            "INSERT INTO repository_usage (repository_id, namespace_id, bytes) VALUES ($1, $2, $3)"
+            " ON CONFLICT (repository_id)"
+            " DO UPDATE SET bytes = repository_usage.bytes + EXCLUDED.bytes, updated_at = now()",
+            repository_id,
+            namespace_id,
+            delta,
+        )
+    elif delta < 0:
+        await conn.execute(
+            "UPDATE repository_usage SET bytes = bytes + $2, updated_at = now() WHERE repository_id = $1",
+            repository_id,
+            delta,
+        )
+
+
+async def recheck_digests(
+    conn: asyncpg.Connection,
+    *,
+    namespace_id: int,
+    repository_id: int | None,
+    digests: Iterable[str],
+    default_reject_bytes: int | None = None,
+) -> UsageChange:
+    """Bring the digests' counting in line with the rule, for the repository (when given) and the
+    namespace, move the usage rows by the sizes counted or released, then announce threshold
+    crossings when usage moved (``default_reject_bytes``: the system default, for namespaces without
+    a quota). Call inside a transaction holding lock_namespace."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("recheck_digests needs a transaction holding lock_namespace")
+    ordered = sorted(set(digests))
+    change = UsageChange(namespace_id=namespace_id)
+    for start in range(0, len(ordered), BATCH):
+        batch = ordered[start : start + BATCH]
+        if repository_id is not None:
+            added, removed = await conn.fetchrow(_RECHECK_REPOSITORY, repository_id, batch)
+            change.repository_added += added
+            change.repository_removed += removed
+        added, removed = await conn.fetchrow(_RECHECK_NAMESPACE, namespace_id, batch)
+        change.namespace_added += added
+        change.namespace_removed += removed
+    if repository_id is not None:
+        await _move_repository_usage(
+            conn, namespace_id, repository_id, change.repository_added - change.repository_removed
+        )
+    delta = change.namespace_added - change.namespace_removed
+    await _move_namespace_usage(conn, namespace_id, delta)
+    change.usage_bytes = await usage_bytes(conn, namespace_id)
+    if delta:
+        change.crossings = await check_crossings(conn, namespace_id, change.usage_bytes, default_reject_bytes)
+    return change
+
+
+async def recheck_repository(
+    conn: asyncpg.Connection, namespace_id: int, repository_id: int, default_reject_bytes: int | None = None
+) -> UsageChange:
+    """Re-check every digest counted for the repository (after manifests vanished without a list of
+    their blobs, or the repository was marked for deletion), in keyset batches."""
+    total = UsageChange(namespace_id=namespace_id)
+    after = ""
+    while True:
+        rows = await conn.fetch(
+            "SELECT digest FROM quota_repository_blob WHERE repository_id = $1 AND digest > $2"
+            " ORDER BY digest LIMIT $3",
+            repository_id,
+            after,
+            BATCH,
+        )
+        if not rows:
+            return total
+        digests = [row[0] for row in rows]
+        change = await recheck_digests(
+            conn,
+            namespace_id=namespace_id,
+            repository_id=repository_id,
+            digests=digests,
+            default_reject_bytes=default_reject_bytes,
+        )
+        _accumulate(total, change)
+        after = digests[-1]
+
+
+async def recheck_namespace(
+    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None = None
+) -> UsageChange:
+    """Re-check every digest counted for the namespace, in keyset batches: releases the blobs of
+    repositories whose rows (and counted sets) are gone."""
+    total = UsageChange(namespace_id=namespace_id)
+    after = ""
+    while True:
+        rows = await conn.fetch(
+            "SELECT digest FROM quota_namespace_blob WHERE namespace_id = $1 AND digest > $2"
+            " ORDER BY digest LIMIT $3",
+            namespace_id,
+            after,
+            BATCH,
+        )
+        if not rows:
+            return total
+        digests = [row[0] for row in rows]
+        change = await recheck_digests(
+            conn,
+            namespace_id=namespace_id,
+            repository_id=None,
+            digests=digests,
+            default_reject_bytes=default_reject_bytes,
+        )
+        _accumulate(total, change)
+        after = digests[-1]
+
+
+def _accumulate(total: UsageChange, change: UsageChange) -> None:
+    total.namespace_added += change.namespace_added
+    total.namespace_removed += change.namespace_removed
+    total.repository_added += change.repository_added
+    total.repository_removed += change.repository_removed
+    total.usage_bytes = change.usage_bytes
+    total.crossings.extend(change.crossings)

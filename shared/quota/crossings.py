@@ -1,0 +1,131 @@
+"""A namespace's limits in bytes, and the once-per-crossing announcements of QuotaWarning/QuotaExceeded.
+
+The limits are those of the namespace's own quota; a namespace without one has the system default
+(QUAYSIDE_DEFAULT_SYSTEM_REJECT_QUOTA_BYTES) as a Reject limit at 100 %, when set. A limit is crossed
+while usage is at or over its threshold; quota_crossing remembers the crossed ones, so each crossing
+is announced once, and forgets a limit when usage falls back under it (re-arming it).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import asyncpg
+from pydantic import BaseModel
+
+from shared.events.models import QuotaExceeded, QuotaWarning
+from shared.events.outbox import enqueue
+
+LimitType = Literal["Warning", "Reject"]
+
+
+class QuotaThreshold(BaseModel):
+    """One limit of a namespace: its kind, percent of the quota, and the bytes that percent is."""
+
+    limit_type: LimitType
+    threshold_percent: int
+    limit_bytes: int
+    threshold_bytes: int
+
+
+async def thresholds(
+    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None
+) -> list[QuotaThreshold]:
+    """The namespace's limits: its quota's, or the system default's Reject at 100 %, or none."""
+    rows = await conn.fetch(
+        "SELECT q.limit_bytes, l.limit_type, l.threshold_percent,"
+        " floor(q.limit_bytes::numeric * l.threshold_percent / 100)::bigint AS threshold_bytes"
+        " FROM quota q LEFT JOIN quota_limit l ON l.quota_id = q.id WHERE q.namespace_id = $1"
+        " ORDER BY l.limit_type, l.threshold_percent",
+        namespace_id,
+    )
+    if not rows:
+        if default_reject_bytes is None:
+            return []
+        return [
+            QuotaThreshold(
+                limit_type="Reject",
+                threshold_percent=100,
+                limit_bytes=default_reject_bytes,
+                threshold_bytes=default_reject_bytes,
+            )
+        ]
+    return [
+        QuotaThreshold(
+            limit_type=row["limit_type"],
+            threshold_percent=row["threshold_percent"],
+            limit_bytes=row["limit_bytes"],
+            threshold_bytes=row["threshold_bytes"],
+        )
+        for row in rows
+        if row["limit_type"] is not None
+    ]
+
+
+async def reject_limit_bytes(
+    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None
+) -> int | None:
+    """The smallest Reject threshold in bytes (the system default without a quota of its own), or None."""
+    rejects = [
+        limit.threshold_bytes
+        for limit in await thresholds(conn, namespace_id, default_reject_bytes)
+        if limit.limit_type == "Reject"
+    ]
+    return min(rejects, default=None)
+
+
+async def check_crossings(
+    conn: asyncpg.Connection, namespace_id: int, usage: int, default_reject_bytes: int | None = None
+) -> list[str]:
+    """Announce (through the outbox) each limit newly crossed at this usage, re-arm those usage is
+    back under, and forget the crossings of limits that no longer exist. Returns the announcements
+    made ("Warning:80", "Reject:100"). Call inside the transaction holding lock_namespace."""
+    limits = await thresholds(conn, namespace_id, default_reject_bytes)
+    crossed = {
+        (limit.limit_type, limit.threshold_percent): limit
+        for limit in limits
+        if usage >= limit.threshold_bytes
+    }
+    recorded = {
+        (row[0], row[1])
+        for row in await conn.fetch(
+            "SELECT limit_type, threshold_percent FROM quota_crossing WHERE namespace_id = $1", namespace_id
+        )
+    }
+    stale = recorded - crossed.keys()
+    if stale:
+        await conn.execute(
+            "DELETE FROM quota_crossing WHERE namespace_id = $1"
+            " AND (limit_type, threshold_percent) IN (SELECT * FROM unnest($2::text[], $3::int[]))",
+            namespace_id,
+            [kind for kind, _ in stale],
+            [percent for _, percent in stale],
+        )
+    announced: list[str] = []
+    fresh = [crossed[key] for key in sorted(crossed.keys() - recorded)]
+    if not fresh:
+        return announced
+    namespace = await conn.fetchval("SELECT name FROM namespace WHERE id = $1", namespace_id)
+    for limit in fresh:
+        inserted = await conn.fetchval(
+            "INSERT INTO quota_crossing (namespace_id, limit_type, threshold_percent, threshold_bytes)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+            namespace_id,
+            limit.limit_type,
+            limit.threshold_percent,
+            limit.threshold_bytes,
+        )
+        if not inserted:
+            continue
+        event_type = QuotaWarning if limit.limit_type == "Warning" else QuotaExceeded
+        await enqueue(
+            conn,
+            event_type(
+                namespace=namespace,
+                usage_bytes=usage,
+                limit_bytes=limit.limit_bytes,
+                threshold_percent=limit.threshold_percent,
+            ),
+        )
+        announced.append(f"{limit.limit_type}:{limit.threshold_percent}")
+    return announced
