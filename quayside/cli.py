@@ -21,7 +21,7 @@ import typer
 import uvloop
 from pydantic import ValidationError
 
-from quayside import install, readonly_commands, transfer_commands
+from quayside import backup_commands, install, quota_commands, readonly_commands, transfer_commands
 from shared.auth.accounts import (
     AccountExistsError,
     InvalidNameError,
@@ -51,6 +51,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(org_app, name="org")
 app.add_typer(robot_app, name="robot")
 app.add_typer(readonly_commands.readonly_app, name="readonly")
+app.add_typer(backup_commands.backup_app)  # backup, restore
+app.add_typer(quota_commands.quota_app, name="quota")
 app.add_typer(transfer_commands.app)  # export, export keygen, import
 
 DataDirOption = Annotated[

@@ -1,4 +1,4 @@
-"""The one-command start: the registry, the mirror service, their workers and PostgreSQL in one
+"""The one-command start: the registry, the mirror and quota services, their workers and PostgreSQL in one
 process on a data folder (the mirroring API is served beside the registry's).
 
 The first start sets the data folder up (quayside.install) and creates the admin account; later
@@ -23,6 +23,7 @@ from quayside.install import (
 )
 from services.mirror.app import include_mirror_api
 from services.mirror.worker import run_mirror_worker
+from services.quota.worker import consuming_quota_events, report_drift
 from services.registry.app import create_app
 from services.registry.worker import run_worker
 from shared.config import FilesystemLocation, Settings
@@ -150,7 +151,10 @@ async def run(settings: EmbeddedSettings, say: Callable[[str], None] = _say) -> 
 
 
 async def _workers(config: Settings) -> None:
-    """The registry's worker and the mirror workers, until cancelled or one of them fails."""
-    async with asyncio.TaskGroup() as workers:
-        workers.create_task(run_worker(config, InProcessBus()))
+    """The registry's worker, the mirror workers and the quota consumers, until cancelled or one of
+    them fails. The quota consumers subscribe first: the bus drops events nobody subscribed to yet."""
+    bus = InProcessBus()
+    async with consuming_quota_events(config, bus) as quota_pool, asyncio.TaskGroup() as workers:
+        workers.create_task(run_worker(config, bus))
         workers.create_task(run_mirror_worker(config))
+        workers.create_task(report_drift(config, quota_pool))

@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     # Read-only mode switched at run time (shared/readonly_state.py): how long each process trusts
     # its last look at the registry_state row, so a switch reaches every process within this.
     registry_state_refresh_s: float = Field(default=1.0, ge=0, le=60)
+    # `quayside backup|restore`: the folder of pg_dump and pg_restore; unset: those pgserver ships.
+    pg_bin_dir: str | None = None
     # The OCI artifact policy, enforced on manifest push (services/registry/v2/artifact_policy.py). By
     # default any media type is accepted (OCI 1.1: artifacts of any type are first-class). Opt-in
     # restrictions: RESTRICT_OCI_ARTIFACT_TYPES true: images and ALLOWED_OCI_ARTIFACT_TYPES only, an

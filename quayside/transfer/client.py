@@ -19,6 +19,8 @@ from shared.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_IND
 
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
 _MAX_API_ANSWER = 64 * 1024 * 1024
+# What a HEAD answers for content the caller cannot see: absent, or in a repository not visible to it.
+_ABSENT = frozenset({401, 403, 404})
 
 
 class RegistryRequestError(Exception):
@@ -92,7 +94,7 @@ class RegistryClient:
         response = await self._client.head(
             f"/v2/{repository}/manifests/{digest}", headers={"Accept": MANIFEST_ACCEPT}
         )
-        if response.status_code == 404:
+        if response.status_code in _ABSENT:
             return False
         _raise_for(response)
         return True
@@ -110,7 +112,7 @@ class RegistryClient:
 
     async def has_blob(self, repository: str, digest: str) -> bool:
         response = await self._client.head(f"/v2/{repository}/blobs/{digest}")
-        if response.status_code == 404:
+        if response.status_code in _ABSENT:
             return False
         _raise_for(response)
         return True

@@ -268,8 +268,11 @@ async def export_archive(
             if sign_key is not None:
                 await asyncio.to_thread(writer.add_bytes, SIGNATURE, signing.sign(sign_key, checksums))
             await asyncio.to_thread(writer.finish)
-    finally:
+    except BaseException:
         await asyncio.to_thread(stream.close)
+        await asyncio.to_thread(Path(stream.name).unlink, missing_ok=True)
+        raise
+    await asyncio.to_thread(stream.close)
     await asyncio.to_thread(os.replace, stream.name, output)
     return ExportSummary(
         archive_id=archive_id(checksums),

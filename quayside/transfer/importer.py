@@ -45,7 +45,7 @@ from quayside.transfer.archive import (
     blob_member,
     parse_checksums,
 )
-from quayside.transfer.client import RegistryClient, RegistryRequestError
+from quayside.transfer.client import RegistryClient
 from quayside.transfer.progress import TransferProgress
 from shared.bounded_json import JsonBoundsError, loads_bounded
 from shared.oci.manifest import InvalidManifestError, ParsedManifest, parse_manifest
@@ -228,12 +228,8 @@ async def _check_omitted(client: RegistryClient, plan: _Plan) -> dict[tuple[str,
 
 async def _holder(client: RegistryClient, plan: _Plan, preferred: str, digest: str) -> str | None:
     for candidate in dict.fromkeys([preferred, *(repository.target for repository in plan.repositories)]):
-        try:
-            if await client.has_blob(candidate, digest):
-                return candidate
-        except RegistryRequestError as error:
-            if error.status_code not in (401, 403, 404):
-                raise
+        if await client.has_blob(candidate, digest):
+            return candidate
     return None
 
 
@@ -334,29 +330,30 @@ async def _import(
             summary.repositories_created += 1
 
     work = [(repository.target, blob) for repository in plan.repositories for blob in repository.blobs]
-    total = sum(plan.blob_sizes.get(blob, 0) for _, blob in work if reader.has(blob_member(blob)))
+
+    def archived_size(blob: str) -> int:
+        return reader.size(blob_member(blob)) if reader.has(blob_member(blob)) else 0
+
+    total = sum(archived_size(blob) for _, blob in work)
     placed: dict[str, str] = {}  # blob -> a target repository holding it
     with TransferProgress(
         "import", total_bytes=total, total_blobs=len(work), enabled=show_progress
     ) as progress:
         for target, blob in work:
-            size = plan.blob_sizes.get(
-                blob, reader.size(blob_member(blob)) if reader.has(blob_member(blob)) else 0
-            )
+            size = archived_size(blob)
             source = placed.get(blob) or mount_sources.get((target, blob))
             if source == target or await client.has_blob(target, blob):
                 summary.blobs_present += 1
+                progress.blob_done(skipped_bytes=size)
             elif source is not None and await client.mount_blob(target, blob, source):
                 summary.blobs_mounted += 1
+                progress.blob_done(skipped_bytes=size)
             else:
                 await _upload(client, reader, target, blob, size, progress)
                 summary.blobs_uploaded += 1
                 summary.bytes_uploaded += size
-                placed[blob] = target
                 progress.blob_done()
-                continue
             placed.setdefault(blob, target)
-            progress.blob_done(skipped_bytes=size if reader.has(blob_member(blob)) else 0)
 
     for repository in plan.repositories:
         for digest in _push_order(repository):

@@ -110,7 +110,9 @@ async def _run_locked(
     now: datetime = options.now or await conn.fetchval("SELECT now()")
     grace = settings.push_temp_tag_expiration_sec if options.grace_s is None else options.grace_s
     cutoff = now - timedelta(seconds=grace)
-    pass_id: int = await conn.fetchval("INSERT INTO gc_pass (dry_run) VALUES ($1) RETURNING id", options.dry_run)
+    pass_id: int = await conn.fetchval(
+        "INSERT INTO gc_pass (dry_run) VALUES ($1) RETURNING id", options.dry_run
+    )
     tally = PassTally()
     try:
         if options.dry_run:

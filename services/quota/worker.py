@@ -85,17 +85,27 @@ async def quota_consumers(
         yield
 
 
-async def run_quota_worker(settings: Settings, bus: InProcessBus | None = None) -> None:
-    """Consume until cancelled, reporting the reconcile figures every QUAYSIDE_QUOTA_RECONCILE_INTERVAL_S."""
+@contextlib.asynccontextmanager
+async def consuming_quota_events(
+    settings: Settings, bus: InProcessBus | None = None
+) -> AsyncIterator[asyncpg.Pool]:
+    """The consumers on a pool of their own, for the block's duration; yields the pool."""
     pool = await create_pool(settings.database_url, max_size=_POOL_SIZE)
     try:
         async with quota_consumers(settings, pool, bus):
-            await _report_drift(settings, pool)
+            yield pool
     finally:
         await pool.close()
 
 
-async def _report_drift(settings: Settings, pool: asyncpg.Pool) -> None:
+async def run_quota_worker(settings: Settings, bus: InProcessBus | None = None) -> None:
+    """Consume until cancelled, reporting the reconcile figures every QUAYSIDE_QUOTA_RECONCILE_INTERVAL_S."""
+    async with consuming_quota_events(settings, bus) as pool:
+        await report_drift(settings, pool)
+
+
+async def report_drift(settings: Settings, pool: asyncpg.Pool) -> None:
+    """Recount every namespace every QUAYSIDE_QUOTA_RECONCILE_INTERVAL_S, logging drift (never repairing)."""
     if settings.quota_reconcile_interval_s == 0:
         await asyncio.Event().wait()
     while True:

@@ -197,7 +197,8 @@ async def set_time_machine_window(conn: asyncpg.Connection, namespace_id: int, s
 
 
 async def mark_organization_for_deletion(conn: asyncpg.Connection, namespace_id: int) -> None:
-    """Queue an organization for deletion: it vanishes at once, its rows go with the next purge.
+    """Queue an organization for deletion: it vanishes at once, its rows go with the next garbage-
+    collection pass (services/gc/repository_purge.py).
 
     The namespace is renamed to a name no request can spell, so its name is free again and
     nothing (/v2 paths, robot logins, API paths) reaches the old content.
@@ -209,21 +210,6 @@ async def mark_organization_for_deletion(conn: asyncpg.Connection, namespace_id:
     )
     if marked is None:
         raise AccountNotFoundError("no such organization")
-
-
-async def purge_namespaces_marked_for_deletion(
-    conn: asyncpg.Connection, namespace_id: int | None = None
-) -> int:
-    """Delete the rows of namespaces marked for deletion (one, or all when no id is given).
-
-    Repositories, manifests, tags, teams, robots and permissions go with them; blobs no longer
-    referenced are left to garbage collection. Returns the number of namespaces purged.
-    """
-    purged = await conn.fetch(
-        "DELETE FROM namespace WHERE marked_for_deletion AND ($1::bigint IS NULL OR id = $1) RETURNING id",
-        namespace_id,
-    )
-    return len(purged)
 
 
 async def authenticate(conn: asyncpg.Connection, username: str, secret: str) -> Identity | None:
@@ -282,7 +268,6 @@ __all__ = [
     "find_account",
     "find_namespace",
     "mark_organization_for_deletion",
-    "purge_namespaces_marked_for_deletion",
     "regenerate_robot_token",
     "set_namespace_email",
     "set_time_machine_window",

@@ -3,12 +3,11 @@ time-machine window, queued deletion, and the superuser's list."""
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from tests.api.conftest import Organization, Tokens
 from tests.fixtures.registry import Account, Registry
+from tests.support.gc import collect_garbage
 from tests.support.oci import push_image, random_image
 
 
@@ -161,25 +160,14 @@ async def test_deleting_an_organization_hides_it_at_once_and_purges_its_content(
         assert pulled.status_code in (401, 403, 404)
         assert name not in str((await client.get("/v2/_catalog")).json())
         assert (await client.get("/api/v1/user/")).json()["organizations"] == []
+    purged = await collect_garbage(registry)
+    assert purged.tally.namespaces_purged == 1 and purged.tally.repositories_purged == 1
     async with registry.context.pool.acquire() as conn:
-        await _until_purged(conn)
+        assert await conn.fetchval("SELECT count(*) FROM namespace WHERE marked_for_deletion") == 0
         assert await conn.fetchval("SELECT count(*) FROM repository") == 0
     async with registry.client(organization.owner) as client:
         recreated = await client.post("/api/v1/organization/", json={"name": name})
     assert recreated.status_code == 201
-
-
-async def _until_purged(conn: asyncpg.Connection) -> None:
-    """Poll until no namespace is left marked for deletion (the purge runs after the answer)."""
-    polling = AsyncRetrying(
-        stop=stop_after_delay(10),
-        wait=wait_fixed(0.05),
-        retry=retry_if_exception_type(AssertionError),
-        reraise=True,
-    )
-    async for attempt in polling:
-        with attempt:
-            assert await conn.fetchval("SELECT count(*) FROM namespace WHERE marked_for_deletion") == 0
 
 
 async def test_a_robot_of_a_deleted_organization_can_no_longer_log_in(

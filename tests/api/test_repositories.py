@@ -10,6 +10,7 @@ import pytest
 from services.registry.api.repositories import REPOSITORIES_PER_PAGE
 from tests.api.conftest import Organization, Tokens
 from tests.fixtures.registry import Account, Registry
+from tests.support.gc import collect_garbage
 from tests.support.oci import push_image, random_image
 
 API = "/api/v1/repository"
@@ -338,6 +339,7 @@ async def test_deleting_a_repository_removes_it_at_once_and_frees_its_name(
     assert pulled.json()["errors"][0]["code"] == "NAME_UNKNOWN"
     assert listed["repositories"] == [] and catalog["repositories"] == []
     assert recreated.status_code == 201 and fresh["tags"] == {} and fresh["is_public"] is False
+    await collect_garbage(registry)
     async with registry.context.pool.acquire() as conn:
         remaining = await conn.fetchval("SELECT count(*) FROM repository WHERE state = 'MARKED_FOR_DELETION'")
         events = await conn.fetch("SELECT payload FROM event_outbox WHERE routing_key = 'repository.deleted'")

@@ -7,7 +7,7 @@ import pytest
 
 from tests.api.conftest import Organization, Tokens
 from tests.fixtures.registry import Account, Registry
-from tests.support.waiting import wait_until
+from tests.support.gc import collect_garbage
 
 
 def _detail(response: httpx.Response) -> str:
@@ -196,11 +196,9 @@ async def test_a_deleted_user_is_gone_with_its_content_and_its_name_is_free(
     async with tokens.client(api_token) as client:
         assert (await client.get("/api/v1/user/")).status_code == 401
 
-    async def purged() -> bool:
-        async with registry.context.pool.acquire() as conn:
-            return not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM repository WHERE name = 'app')")
-
-    await wait_until(purged)
+    await collect_garbage(registry)
+    async with registry.context.pool.acquire() as conn:
+        assert not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM repository WHERE name = 'app')")
     again = await registry.user(alice.username)
     assert (await _can_log_in(registry, again))["api"] == 200
     [log] = await _logs(registry, "user_delete")

@@ -21,6 +21,8 @@ from tests.authz import (
     expectations_autoprune,
     expectations_conformance,
     expectations_entities,
+    expectations_proxycache,
+    expectations_quota,
     expectations_readonly,
     expectations_session,
 )
@@ -39,6 +41,8 @@ EXPECTATIONS: dict[str, Expectation] = {
     **expectations_apptokens.EXPECTATIONS,
     **expectations_autoprune.EXPECTATIONS,
     **expectations_readonly.EXPECTATIONS,
+    **expectations_proxycache.EXPECTATIONS,
+    **expectations_quota.EXPECTATIONS,
 }
 V2_REPOSITORY_OPERATIONS = [operation for operation in OPERATIONS if " /v2/{name:path}/" in operation]
 

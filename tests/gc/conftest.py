@@ -1,29 +1,46 @@
-"""Fixtures for garbage-collection tests: the registry app with a user, and passes run directly."""
+"""Fixtures for garbage-collection tests: registries on filesystem and S3 storage, passes run
+directly (with a controllable clock and grace window), and scans of storage against the database."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from services.gc.passes import PassOptions, PassOutcome, run_pass
-from tests.fixtures.registry import Account, Registry
+from services.gc.passes import PassOptions, PassOutcome
+from shared.config import S3Location
+from tests.fixtures.registry import Account, Registry, registry_settings
+from tests.support.gc import collect_garbage
+from tests.support.registry_app import running_registry
 
 
 @dataclass
 class Collector:
-    """Runs garbage-collection passes over the registry's database and storage locations."""
+    """Runs garbage-collection passes over a registry's database and storage locations."""
 
     registry: Registry
 
-    async def run(self, *, dry_run: bool = False, now: datetime | None = None, grace_s: int = 0) -> PassOutcome:
-        context = self.registry.context
-        outcome = await run_pass(
-            context.pool, context.locations, context.settings, PassOptions(dry_run=dry_run, now=now, grace_s=grace_s)
-        )
-        assert outcome.record is not None, outcome.reason
-        return outcome
+    async def run(self, *, dry_run: bool = False, days_later: float = 0, grace_s: int = 0) -> PassOutcome:
+        """A pass as if run ``days_later`` days from now, keeping unreferenced content ``grace_s``."""
+        now: datetime = await self.registry.context.pool.fetchval("SELECT now()")
+        options = PassOptions(dry_run=dry_run, now=now + timedelta(days=days_later), grace_s=grace_s)
+        return await collect_garbage(self.registry, options)
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+async def storage_registry(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> AsyncIterator[Registry]:
+    """The registry app on filesystem storage, then on S3 (SeaweedFS)."""
+    settings = registry_settings(database_url, tmp_path / "storage")
+    if request.param == "s3":
+        location: S3Location = request.getfixturevalue("s3_location")
+        settings = settings.model_copy(update={"storage_locations": {"s3": location}, "storage_preference": ["s3"]})
+    async with running_registry(settings) as registry:
+        yield registry
 
 
 @pytest.fixture

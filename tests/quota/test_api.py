@@ -134,68 +134,56 @@ async def test_organization_quota_round_trip_in_quays_shapes(
     ]
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("", {"limit_bytes": -1}),
-        ("", {"limit_bytes": 0}),
-        ("", {"limit_bytes": 2**53 + 1}),
-        ("", {"limit_bytes": "1000"}),
-        ("", {"limits": "ten gigs"}),
-        ("", {"limits": "-5 Gi"}),
-        ("", {"limits": "9000000 Ei"}),
-        ("", {"limits": "1 Gi\x00"}),
-        ("", {}),
-        ("/{quota_id}", {"limits": "0 B"}),
-        ("/{quota_id}/limit", {"type": "Warning", "threshold_percent": 0}),
-        ("/{quota_id}/limit", {"type": "Warning", "threshold_percent": 101}),
-        ("/{quota_id}/limit", {"type": "Critical", "threshold_percent": 50}),
-        ("/{quota_id}/limit", {"type": "Reject", "threshold_percent": 100}),  # a duplicate
-        ("/{quota_id}/limit/{limit_id}", {"threshold_percent": 1000}),
-        ("/{quota_id}/limit/{limit_id}", {"type": "Reject", "threshold_percent": 100}),  # a duplicate
-    ],
-)
-async def test_bad_input_answers_400_and_changes_nothing(
-    registry: Registry, org: str, admin_client: httpx.AsyncClient, path: str, body: dict[str, Any]
-) -> None:
-    quota_id = await create_quota(admin_client, org, {"limit_bytes": 1000})
-    base = f"/api/v1/organization/{org}/quota/{quota_id}"
-    assert (
-        await admin_client.post(f"{base}/limit", json={"type": "Reject", "threshold_percent": 100})
-    ).is_success
-    assert (
-        await admin_client.post(f"{base}/limit", json={"type": "Warning", "threshold_percent": 50})
-    ).is_success
-    [_, warning] = (await admin_client.get(f"{base}/limit")).json()
-    before = await quota_rows(registry)
-
-    target = f"/api/v1/organization/{org}/quota" + path.format(quota_id=quota_id, limit_id=warning["id"])
-    method = "PUT" if path.endswith("}") else "POST"
-    assert_quay_error(await admin_client.request(method, target, json=body), 400)
-    assert await quota_rows(registry) == before
+BAD_INPUT: list[tuple[str, dict[str, Any]]] = [
+    ("", {"limit_bytes": -1}),
+    ("", {"limit_bytes": 0}),
+    ("", {"limit_bytes": 2**53 + 1}),
+    ("", {"limit_bytes": 10**30}),
+    ("", {"limit_bytes": "1000"}),
+    ("", {"limit_bytes": True}),
+    ("", {"limits": "ten gigs"}),
+    ("", {"limits": "-5 Gi"}),
+    ("", {"limits": "9000000 Ei"}),
+    ("", {"limits": "1 Gi\x00"}),
+    ("", {}),
+    ("", {"limit_bytes": 2000}),  # a second quota for the namespace
+    ("/{quota_id}", {"limits": "0 B"}),
+    ("/{quota_id}/limit", {"type": "Warning", "threshold_percent": 0}),
+    ("/{quota_id}/limit", {"type": "Warning", "threshold_percent": 101}),
+    ("/{quota_id}/limit", {"type": "Critical", "threshold_percent": 50}),
+    ("/{quota_id}/limit", {"type": "Reject", "threshold_percent": 100}),  # a duplicate
+    ("/{quota_id}/limit/{limit_id}", {"threshold_percent": 1000}),
+    ("/{quota_id}/limit/{limit_id}", {"type": "Reject", "threshold_percent": 100}),  # a duplicate
+]
 
 
-async def test_a_second_quota_is_refused(
-    registry: Registry, org: str, admin_client: httpx.AsyncClient
-) -> None:
-    await create_quota(admin_client, org, {"limit_bytes": 1000})
-    response = await admin_client.post(f"/api/v1/organization/{org}/quota", json={"limit_bytes": 2000})
-    assert_quay_error(response, 400)
-    assert "already exists" in response.json()["detail"]
-    assert [row[1] for row in await quota_rows(registry)] == [1000]
-
-
-async def test_only_superusers_write_quotas(
+async def test_bad_input_and_other_callers_are_refused_in_quays_shape_and_change_nothing(
     registry: Registry, org: str, admin_client: httpx.AsyncClient, owner_client: httpx.AsyncClient
 ) -> None:
     quota_id = await create_quota(admin_client, org, {"limit_bytes": 1000})
     base = f"/api/v1/organization/{org}/quota"
+    for kind, percent in [("Reject", 100), ("Warning", 50)]:
+        body = {"type": kind, "threshold_percent": percent}
+        assert (await admin_client.post(f"{base}/{quota_id}/limit", json=body)).is_success
+    [_, warning] = (await admin_client.get(f"{base}/{quota_id}/limit")).json()
     before = await quota_rows(registry)
+
+    for path, body in BAD_INPUT:
+        target = base + path.format(quota_id=quota_id, limit_id=warning["id"])
+        method = "PUT" if path.endswith("}") else "POST"
+        assert_quay_error(await admin_client.request(method, target, json=body), 400)
+    second = await admin_client.post(base, json={"limit_bytes": 2000})
+    assert "already exists" in second.json()["detail"]
+    assert_quay_error(await admin_client.get(f"{base}/{2**63}"), 400)
+    assert_quay_error(await admin_client.get(f"{base}/{quota_id + 1}"), 404)
+
+    # The organization's own administrator may read, not write; anonymous callers get 401.
     writes = [
         ("POST", base, {"limit_bytes": 5}),
         ("PUT", f"{base}/{quota_id}", {"limit_bytes": 5}),
         ("DELETE", f"{base}/{quota_id}", None),
         ("POST", f"{base}/{quota_id}/limit", {"type": "Reject", "threshold_percent": 90}),
+        ("DELETE", f"{base}/{quota_id}/limit/{warning['id']}", None),
         ("POST", f"/api/v1/superuser/organization/{org}/quota", {"limit_bytes": 5}),
     ]
     for method, path, body in writes:
@@ -205,7 +193,7 @@ async def test_only_superusers_write_quotas(
     assert await quota_rows(registry) == before
 
 
-async def test_sizes_parse_as_quay_writes_them() -> None:
+def test_sizes_parse_as_quay_writes_them() -> None:
     assert quota_management.parse_size("10 Gi") == 10 * GI
     assert quota_management.parse_size("500 MiB") == 500 * 1024**2
     assert quota_management.parse_size("1.5 GB") == 1_500_000_000

@@ -1,10 +1,15 @@
-"""Two registries that share nothing: `live_registry` (the source) and `target_registry`, each a
-server process with its own database and storage folder. An archive file is their only link."""
+"""Two registries that share nothing: `source_registry` and `target_registry`, each a server process
+with its own database and storage folder; an archive file is their only link.
+
+They serve every test of a module (starting and stopping a registry costs seconds); each test works
+in namespaces of its own, made fresh, so no test sees another's content.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -14,10 +19,10 @@ from tests.fixtures.postgres import TemplateCopies, _dsn_for
 from tests.support.process import ServerProcess, free_port
 
 
-@pytest.fixture
-async def target_registry(template_copies: TemplateCopies, tmp_path: Path) -> AsyncIterator[LiveRegistry]:
+@asynccontextmanager
+async def _registry(template_copies: TemplateCopies, storage: Path) -> AsyncIterator[LiveRegistry]:
     name = await template_copies.take()
-    database_url, storage = _dsn_for(name), tmp_path / "target-storage"
+    database_url = _dsn_for(name)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = await ServerProcess.start(
@@ -31,3 +36,19 @@ async def target_registry(template_copies: TemplateCopies, tmp_path: Path) -> As
             yield registry
     finally:
         template_copies.release(name)
+
+
+@pytest.fixture(scope="module")
+async def source_registry(
+    template_copies: TemplateCopies, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LiveRegistry]:
+    async with _registry(template_copies, tmp_path_factory.mktemp("source-storage")) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="module")
+async def target_registry(
+    template_copies: TemplateCopies, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LiveRegistry]:
+    async with _registry(template_copies, tmp_path_factory.mktemp("target-storage")) as registry:
+        yield registry

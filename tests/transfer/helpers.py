@@ -106,7 +106,9 @@ async def populate(registry: LiveRegistry, owner: Account) -> Source:
     )
 
 
-async def manifest_digest(registry: LiveRegistry, account: Account, repository: str, reference: str) -> str | None:
+async def manifest_digest(
+    registry: LiveRegistry, account: Account, repository: str, reference: str
+) -> str | None:
     async with client_for(registry, account) as client:
         try:
             raw, _ = await client.manifest(repository, reference)
@@ -132,7 +134,9 @@ def flip_byte(archive: Path, member: str) -> None:
         stream.write(bytes([byte[0] ^ 0xFF]))
 
 
-def rewrite(archive: Path, output: Path, *, drop: str | None = None, replace: dict[str, bytes] | None = None) -> None:
+def rewrite(
+    archive: Path, output: Path, *, drop: str | None = None, replace: dict[str, bytes] | None = None
+) -> None:
     """A copy of the archive without member `drop` and with the contents in `replace`."""
     replace = replace or {}
     with tarfile.open(archive) as source, tarfile.open(output, "w", format=tarfile.PAX_FORMAT) as target:
@@ -157,8 +161,13 @@ def read_member(archive: Path, member: str) -> bytes:
 async def run_cli(*args: str, timeout_s: float = 60.0) -> tuple[int, str]:
     """`python -m quayside ARGS` to completion: (exit status, merged output)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "quayside", *args,
-        cwd=REPOSITORY_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "quayside",
+        *args,
+        cwd=REPOSITORY_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     async with asyncio.timeout(timeout_s):
         output, _ = await process.communicate()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from fastapi import BackgroundTasks, Depends, Response
+from fastapi import Depends, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -27,7 +27,6 @@ from shared.auth.accounts import (
     Namespace,
     create_organization,
     mark_organization_for_deletion,
-    purge_namespaces_marked_for_deletion,
     set_namespace_email,
     set_time_machine_window,
 )
@@ -140,22 +139,14 @@ async def change_organization(
     return await organization_view(conn, caller, await find_organization(conn, organization.name))
 
 
-async def _purge(context: RegistryContext, namespace_id: int) -> None:
-    async with context.pool.acquire() as conn:
-        await purge_namespaces_marked_for_deletion(conn, namespace_id)
-
-
 @router.delete("/organization/{orgname}", status_code=204)
 async def delete_organization(
-    background: BackgroundTasks,
     organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
-    context: RegistryContext = Depends(get_context),
 ) -> Response:
-    """Queue the organization's deletion: it is gone from every path at once, its content purged
-    after the answer (or by the next sweep of purge_namespaces_marked_for_deletion)."""
+    """Queue the organization's deletion: it is gone from every path at once; the garbage
+    collector's next pass purges its content and reclaims its blobs (services/gc)."""
     await mark_organization_for_deletion(conn, organization.id)
-    background.add_task(_purge, context, organization.id)
     return Response(status_code=204)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import asyncpg
-from fastapi import BackgroundTasks, Depends, HTTPException, Query, Request, Response
+from fastapi import Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -424,19 +424,10 @@ async def update_repository(
     return {"success": True}
 
 
-async def _purge(context: RegistryContext, repository_id: int) -> None:
-    async with context.pool.acquire() as conn:
-        await management.purge_repositories_marked_for_deletion(conn, repository_id)
-
-
 @item_router.delete(REPOSITORY_PATH, status_code=204)
-async def delete_repository(
-    background: BackgroundTasks,
-    access: RepositoryAccess = Depends(item_access("admin")),
-    context: RegistryContext = Depends(get_context),
-) -> Response:
-    """Delete the repository: it is gone from every path at once (RepositoryDeleted), its rows are purged
-    after the answer (or by the next purge_repositories_marked_for_deletion)."""
+async def delete_repository(access: RepositoryAccess = Depends(item_access("admin"))) -> Response:
+    """Delete the repository: it is gone from every path at once (RepositoryDeleted); the garbage
+    collector's next pass purges its rows and reclaims its blobs (services/gc)."""
     repository = access.repository
     async with access.conn.transaction():
         if await management.mark_for_deletion(access.conn, repository.id):
@@ -447,5 +438,4 @@ async def delete_repository(
                     namespace=repository.namespace, repository=repository.name, performer=access.performer
                 ),
             )
-    background.add_task(_purge, context, repository.id)
     return Response(status_code=204)

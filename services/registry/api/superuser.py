@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from fastapi import BackgroundTasks, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from pydantic import Field
 
 from services.registry.api.common import NO_NUL, ApiModel, api_router, bad_request, db_connection, not_found
@@ -21,7 +21,6 @@ from services.registry.domain import install_users
 from services.registry.domain.audit import client_ip
 from services.registry.domain.entity_search import avatar
 from services.registry.domain.install_users import InstallUser
-from shared.auth.accounts import purge_namespaces_marked_for_deletion
 from shared.auth.names import EmailAddress
 from shared.auth.passwords import hash_secret
 from shared.usage_logs import record
@@ -130,21 +129,16 @@ async def change_install_user(
     return install_user_view(await _managed_user(conn, username))
 
 
-async def _purge(context: RegistryContext, namespace_id: int) -> None:
-    async with context.pool.acquire() as conn:
-        await purge_namespaces_marked_for_deletion(conn, namespace_id)
-
-
 @router.delete("/superuser/users/{username}", status_code=204)
 async def delete_install_user(
     username: str,
     request: Request,
-    background: BackgroundTasks,
     caller: ApiCaller = Depends(_superuser),
     conn: asyncpg.Connection = Depends(db_connection),
     context: RegistryContext = Depends(get_context),
 ) -> Response:
-    """Delete a user with its namespace (400 for a superuser): gone at once, content purged after."""
+    """Delete a user with its namespace (400 for a superuser): gone at once, its content purged by
+    the garbage collector's next pass."""
     user = await _managed_user(conn, username)
     if user.is_superuser:
         raise bad_request("Cannot delete a superuser")
@@ -160,7 +154,6 @@ async def delete_install_user(
             metadata={"username": user.username, "superuser": caller_user(caller).name},
         )
     _forget_credentials(context, accounts)
-    background.add_task(_purge, context, user.namespace_id)
     return Response(status_code=204)
 
 

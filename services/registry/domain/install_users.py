@@ -72,7 +72,7 @@ async def set_enabled(conn: asyncpg.Connection, user: InstallUser, enabled: bool
 async def mark_user_for_deletion(conn: asyncpg.Connection, user: InstallUser) -> None:
     """Delete the user at once (its API tokens, memberships and permissions go with it) and queue its
     namespace for purging: renamed out of the way, so the name is free again and nothing reaches
-    the old content (shared.auth.accounts.purge_namespaces_marked_for_deletion deletes it)."""
+    the old content (the garbage collector's next pass deletes it, services/gc/repository_purge.py)."""
     async with conn.transaction():
         await conn.execute("DELETE FROM app_user WHERE id = $1", user.id)
         await conn.execute(

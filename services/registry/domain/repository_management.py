@@ -2,9 +2,8 @@
 description and state, and delete (marked at once, purged after).
 
 A repository marked for deletion is renamed to a name no request can spell ('deleted~<uuid>'), so it
-vanishes from every path at once and its name is free again; purge_repositories_marked_for_deletion
-then deletes its rows (manifests, tags, labels, permissions, notifications go with them; blobs no
-longer referenced are left to garbage collection).
+vanishes from every path at once and its name is free again; the garbage collector's next pass
+(services/gc/repository_purge.py) deletes its rows and then the blobs nothing references any more.
 """
 
 from __future__ import annotations
@@ -185,15 +184,3 @@ async def mark_for_deletion(conn: asyncpg.Connection, repository_id: int) -> boo
         repository_id,
     )
     return marked is not None
-
-
-async def purge_repositories_marked_for_deletion(
-    conn: asyncpg.Connection, repository_id: int | None = None
-) -> int:
-    """Delete the rows of repositories marked for deletion (one, or all when no id is given); how many."""
-    purged = await conn.fetch(
-        "DELETE FROM repository WHERE state = 'MARKED_FOR_DELETION' AND ($1::bigint IS NULL OR id = $1)"
-        " RETURNING id",
-        repository_id,
-    )
-    return len(purged)

@@ -32,7 +32,7 @@ from services.registry.v2.errors import RegistryError
 from shared.events.models import ManifestPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import is_digest
-from shared.oci.manifest import InvalidManifestError, ParsedManifest, parse_manifest
+from shared.oci.manifest import ImageManifest, InvalidManifestError, ParsedManifest, parse_manifest
 from shared.oci.names import is_valid_tag
 from shared.oci.upstream_client import UpstreamError, UpstreamManifest, UpstreamRegistry
 from shared.secret_box import UnreadableSecretError
@@ -282,7 +282,26 @@ async def _store_with_children(
         for child in children:
             await _store_with_children(context, upstream, repository, child, depth + 1)
     async with context.pool.acquire() as conn, conn.transaction():
+        await _record_announced_blobs(conn, parsed)
         await manifest_store.save_manifest(conn, repository.id, parsed, manifest.body)
+
+
+async def _record_announced_blobs(conn: asyncpg.Connection, parsed: ParsedManifest) -> None:
+    """Blob rows (digest, size as the manifest says) for the blobs a cached manifest references:
+    their bytes come on demand, with a placement once fetched and verified."""
+    if not isinstance(parsed.document, ImageManifest):
+        return
+    wanted = set(parsed.blob_digests)
+    sizes = {
+        descriptor.digest: descriptor.size
+        for descriptor in (parsed.document.config, *parsed.document.layers)
+        if descriptor.digest in wanted
+    }
+    await conn.execute(
+        "INSERT INTO blob (digest, size) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+        list(sizes),
+        list(sizes.values()),
+    )
 
 
 async def _log_fill(

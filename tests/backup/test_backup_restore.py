@@ -1,0 +1,192 @@
+"""`quayside backup` while clients keep pushing, then `quayside restore` into a fresh place: every
+push acknowledged before the backup's consistency point pulls back identically from the restored
+installation, which starts and serves. Postgres + S3 (SeaweedFS), and the embedded install."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from quayside.backup.archive import BackupError, BackupFolder, InstallConfig
+from quayside.backup.dump import Installation, take_backup
+from quayside.backup.restore import restore_embedded
+from quayside.embedded import registry_settings as embedded_settings
+from quayside.install import DataDir, embedded_database, load_or_create_token_secret
+from shared.config import S3Location, Settings
+from shared.oci.digest import digest_bytes
+from tests.cli.helpers import clean_env, quayside
+from tests.fixtures.postgres import ADMIN_DSN
+from tests.fixtures.registry import Account, Registry, registry_settings
+from tests.support.oci import Image, push_image, random_image
+from tests.support.registry_app import running_registry
+from tests.support.waiting import wait_until
+
+CLIENTS = 4
+
+
+@dataclass
+class Pushed:
+    tag: str
+    image: Image
+    acknowledged_at: datetime
+
+
+@dataclass
+class Pushers:
+    """CLIENTS clients pushing small images one after another, each under a tag of its own."""
+
+    registry: Registry
+    owner: Account
+    repo: str
+    done: list[Pushed] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _push(self, client_number: int) -> None:
+        async with self.registry.client(self.owner) as client:
+            round_number = 0
+            while not self._stop.is_set():
+                image = random_image(layer_count=1, layer_size=512)
+                tag = f"c{client_number}-{round_number}"
+                await push_image(client, self.repo, image, tag)
+                self.done.append(Pushed(tag, image, datetime.now(UTC)))
+                round_number += 1
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with asyncio.TaskGroup() as tasks:
+            for number in range(CLIENTS):
+                tasks.create_task(self._push(number))
+            try:
+                yield
+            finally:
+                self._stop.set()
+
+
+async def _pull_back(registry: Registry, owner: Account, repo: str, pushes: list[Pushed]) -> None:
+    async with registry.client(owner) as client:
+        for pushed in pushes:
+            manifest = await client.get(f"/v2/{repo}/manifests/{pushed.tag}")
+            assert manifest.status_code == 200, (pushed.tag, manifest.text)
+            assert manifest.content == pushed.image.manifest
+            for layer in (pushed.image.config, *pushed.image.layers):
+                blob = await client.get(f"/v2/{repo}/blobs/{digest_bytes(layer)}")
+                assert blob.content == layer
+
+
+@pytest.fixture
+async def empty_database() -> AsyncIterator[str]:
+    name = f"qs_restore_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base, _, _ = ADMIN_DSN.rpartition("/")
+        yield f"{base}/{name}"
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def scratch() -> AsyncIterator[Path]:
+    # Not below pytest's tmp_path: as root, the embedded PostgreSQL runs as the `pgserver` user,
+    # which must traverse every parent folder (see tests/cli/conftest.py).
+    root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="quayside-backup-"))
+    try:
+        yield root
+    finally:
+        await asyncio.to_thread(shutil.rmtree, root, True)
+
+
+@contextlib.asynccontextmanager
+async def embedded_registry(data_dir: DataDir) -> AsyncIterator[Registry]:
+    await asyncio.to_thread(data_dir.storage.mkdir, parents=True, exist_ok=True)
+    secret = await asyncio.to_thread(load_or_create_token_secret, data_dir.token_secret_file)
+    async with embedded_database(data_dir) as dsn:
+        settings: Settings = embedded_settings(data_dir, dsn, secret)
+        async with running_registry(settings) as registry:
+            yield registry
+
+
+async def test_server_and_s3_backup_while_pushing_restores_into_a_new_embedded_data_folder(
+    database_url: str, s3_location: S3Location, scratch: Path
+) -> None:
+    settings = registry_settings(database_url, scratch / "unused").model_copy(
+        update={"storage_locations": {"s3": s3_location}, "storage_preference": ["s3"]}
+    )
+    backup, copy = BackupFolder(scratch / "backup"), DataDir(scratch / "restored")
+    async with running_registry(settings) as registry:
+        owner = await registry.user()
+        pushers = Pushers(registry, owner, f"{owner.username}/app")
+        config = InstallConfig(
+            token_secret=settings.token_secret,
+            secrets_key=None,
+            storage_locations=settings.storage_locations,
+            storage_preference=settings.storage_preference,
+        )
+        source = Installation(database_url=database_url, config=config, embedded=False)
+        async with pushers.running():
+            await wait_until(lambda: len(pushers.done) >= 2 * CLIENTS)
+            manifest = await take_backup(source, backup)
+            during = len(pushers.done)
+            await wait_until(lambda: len(pushers.done) >= during + CLIENTS)
+
+    before = [pushed for pushed in pushers.done if pushed.acknowledged_at < manifest.consistency_point]
+    assert len(before) >= 2 * CLIENTS
+    report = await restore_embedded(backup, copy)
+    assert report.location == "local"
+    assert report.manifest.counts == manifest.counts
+    async with embedded_registry(copy) as restored:
+        assert restored.settings.token_secret == settings.token_secret
+        await _pull_back(restored, owner, pushers.repo, before)
+    with pytest.raises(BackupError, match="not empty"):
+        await restore_embedded(backup, copy)
+
+
+async def test_embedded_backup_while_pushing_restores_into_a_server_database_and_s3(
+    scratch: Path, empty_database: str, s3_location: S3Location
+) -> None:
+    source, backup = DataDir(scratch / "source"), scratch / "backup"
+    async with embedded_registry(source) as registry:
+        settings = registry.settings
+        owner = await registry.user()
+        pushers = Pushers(registry, owner, f"{owner.username}/app")
+        async with pushers.running():
+            await wait_until(lambda: len(pushers.done) >= 2 * CLIENTS)
+            backed_up = await quayside("backup", str(backup), "--data-dir", str(source.root), env=clean_env())
+            during = len(pushers.done)
+            await wait_until(lambda: len(pushers.done) >= during + CLIENTS)
+    assert backed_up.returncode == 0, backed_up.stderr
+    assert backed_up.stdout.startswith("backed up 1 repositories"), backed_up.stdout
+
+    storage = json.dumps({"eu": s3_location.model_dump()})
+    arguments = ["restore", str(backup), "--database-url", empty_database, "--storage", storage]
+    result = await quayside(*arguments, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("restored and verified"), result.stdout
+    assert "blobs in location eu" in result.stdout
+    manifest, _ = await BackupFolder(backup).read()
+    before = [pushed for pushed in pushers.done if pushed.acknowledged_at < manifest.consistency_point]
+    assert len(before) >= 2 * CLIENTS
+
+    restored = settings.model_copy(
+        update={
+            "database_url": empty_database,
+            "storage_locations": {"eu": s3_location},
+            "storage_preference": ["eu"],
+        }
+    )
+    async with running_registry(restored) as registry:
+        await _pull_back(registry, owner, pushers.repo, before)
+        async with registry.client(owner) as client:
+            assert await push_image(client, pushers.repo, random_image(), "after-restore")
