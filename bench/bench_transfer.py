@@ -11,18 +11,24 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
+import psutil
 from pydantic import BaseModel
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
 from bench.bench_registry import Registry, quayside, rss_peak_growth  # noqa: E402
+from quayside.transfer.client import RegistryClient  # noqa: E402
+from quayside.transfer.exporter import Selection, export_archive  # noqa: E402
+from quayside.transfer.importer import import_archive  # noqa: E402
 from tests.support.ocilayout import OciLayout  # noqa: E402
 from tests.support.skopeo import run_skopeo  # noqa: E402
 
 MiB = 1024 * 1024
+_SAMPLE_S = 0.02
 
 
 class Scale(BaseModel):
@@ -65,6 +71,23 @@ async def timed_process(*args: str) -> Run:
     return Run(seconds=time.perf_counter() - started, rss_growth_mb=growth[0] / MiB)
 
 
+async def own_run(operation: Awaitable[object]) -> Run:
+    """Await an export or import in this process, sampling this process's RSS alone (the
+    registries are other processes): wall time and peak growth over the RSS before it started."""
+    me = psutil.Process()
+    baseline = peak = me.memory_info().rss
+    started = time.perf_counter()
+    task = asyncio.ensure_future(operation)
+    while not task.done():
+        peak = max(peak, me.memory_info().rss)
+        await asyncio.wait([task], timeout=_SAMPLE_S)
+    task.result()
+    return Run(
+        seconds=time.perf_counter() - started,
+        rss_growth_mb=(max(peak, me.memory_info().rss) - baseline) / MiB,
+    )
+
+
 async def skopeo_runs(pairs: list[tuple[str, str]], *auth: str) -> Run:
     """skopeo copy for each (source, destination), one after another: total time, largest RSS growth."""
     total, worst = 0.0, 0.0
@@ -78,10 +101,9 @@ async def skopeo_runs(pairs: list[tuple[str, str]], *auth: str) -> Run:
     return Run(seconds=total, rss_growth_mb=worst)
 
 
-def credentials(registry: Registry) -> list[str]:
+def client(registry: Registry) -> RegistryClient:
     assert registry.credentials is not None
-    username, password = registry.credentials
-    return ["--registry", registry.url, "-u", username, "-p", password]
+    return RegistryClient(registry.url, *registry.credentials)
 
 
 async def main(scale: Scale) -> None:
@@ -101,13 +123,14 @@ async def main(scale: Scale) -> None:
                 ).check()  # fmt: skip
 
             archive = work_dir / "export.tar"
-            ours_export = await timed_process(
-                sys.executable, "-m", "quayside", "export", "-q", *credentials(source),
-                "--repository", "bench/set", "-o", str(archive),
-            )  # fmt: skip
-            ours_import = await timed_process(
-                sys.executable, "-m", "quayside", "import", str(archive), "-q", *credentials(target)
-            )
+            async with client(source) as exporting:
+                ours_export = await own_run(
+                    export_archive(
+                        exporting, archive, selections=[Selection.parse("bench/set")], show_progress=False
+                    )
+                )
+            async with client(target) as importing:
+                ours_import = await own_run(import_archive(importing, archive, show_progress=False))
             archives = [work_dir / f"skopeo-{number}.tar" for number in range(scale.images)]
             theirs_export = await skopeo_runs(
                 [

@@ -21,7 +21,14 @@ import typer
 import uvloop
 from pydantic import ValidationError
 
-from quayside import backup_commands, install, quota_commands, readonly_commands, transfer_commands
+from quayside import (
+    backup_commands,
+    gc_commands,
+    install,
+    quota_commands,
+    readonly_commands,
+    transfer_commands,
+)
 from shared.auth.accounts import (
     AccountExistsError,
     InvalidNameError,
@@ -54,6 +61,7 @@ app.add_typer(readonly_commands.readonly_app, name="readonly")
 app.add_typer(backup_commands.backup_app)  # backup, restore
 app.add_typer(quota_commands.quota_app, name="quota")
 app.add_typer(transfer_commands.app)  # export, export keygen, import
+app.add_typer(gc_commands.gc_app, name="gc")
 
 DataDirOption = Annotated[
     Path | None,

@@ -1,5 +1,5 @@
-"""The one-command start: the registry, the mirror and quota services, their workers and PostgreSQL in one
-process on a data folder (the mirroring API is served beside the registry's).
+"""The one-command start: the registry, the mirror, quota and gc services, their workers and PostgreSQL in
+one process on a data folder (the mirroring API is served beside the registry's).
 
 The first start sets the data folder up (quayside.install) and creates the admin account; later
 starts reuse everything.
@@ -21,6 +21,7 @@ from quayside.install import (
     ensure_admin,
     load_or_create_token_secret,
 )
+from services.gc.worker import run_gc_worker
 from services.mirror.app import include_mirror_api
 from services.mirror.worker import run_mirror_worker
 from services.quota.worker import consuming_quota_events, report_drift
@@ -151,10 +152,11 @@ async def run(settings: EmbeddedSettings, say: Callable[[str], None] = _say) -> 
 
 
 async def _workers(config: Settings) -> None:
-    """The registry's worker, the mirror workers and the quota consumers, until cancelled or one of
-    them fails. The quota consumers subscribe first: the bus drops events nobody subscribed to yet."""
+    """The registry's worker, the mirror workers, the quota consumers and the garbage collector, until
+    cancelled or one of them fails. The quota consumers subscribe first: the bus drops events nobody subscribed to yet."""
     bus = InProcessBus()
     async with consuming_quota_events(config, bus) as quota_pool, asyncio.TaskGroup() as workers:
         workers.create_task(run_worker(config, bus))
         workers.create_task(run_mirror_worker(config))
+        workers.create_task(run_gc_worker(config))
         workers.create_task(report_drift(config, quota_pool))

@@ -31,6 +31,10 @@ class RegistryState(BaseModel):
     changed_at: datetime
 
 
+# Seed 004's refusal, Quay's words.
+READ_ONLY_MESSAGE = (
+    "System is currently read-only. Pulls will succeed but all write operations are currently suspended."
+)
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 MAX_READ_ONLY_FOR = timedelta(days=366)

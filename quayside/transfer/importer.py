@@ -242,22 +242,30 @@ def _read_hashed(stream: IO[bytes], hasher: hashlib._Hash) -> bytes:
 async def _verified_chunks(
     reader: ArchiveReader, digest: str, progress: TransferProgress
 ) -> AsyncIterator[bytes]:
-    """The blob's content read ahead by one chunk; the last chunk is yielded only once the whole
-    content hashed to `digest` (CorruptBlobError otherwise), so a corrupt upload never completes."""
+    """The blob's content, the next chunk read (and hashed) while the current one is sent; the last
+    chunk is yielded only once the whole content hashed to `digest` (ArchiveError otherwise), so an
+    upload of corrupt content never completes."""
     name = blob_member(digest)
     stream = await asyncio.to_thread(reader.open, name)
     hasher = hashlib.sha256()
+
+    def mismatch() -> ArchiveError:
+        return ArchiveError(
+            f"{name} does not match its digest (it hashes to sha256:{hasher.hexdigest()}):"
+            " the archive is corrupt or was altered; nothing was made visible"
+        )
+
     held = await asyncio.to_thread(_read_hashed, stream, hasher)
+    following = await asyncio.to_thread(_read_hashed, stream, hasher) if held else b""
+    if not held and f"sha256:{hasher.hexdigest()}" != digest:
+        raise mismatch()
     while held:
-        following = await asyncio.to_thread(_read_hashed, stream, hasher)
         if not following and f"sha256:{hasher.hexdigest()}" != digest:
-            raise ArchiveError(
-                f"{name} does not match its digest (it hashes to sha256:{hasher.hexdigest()}):"
-                " the archive is corrupt or was altered; nothing was made visible"
-            )
+            raise mismatch()
+        ahead = asyncio.ensure_future(asyncio.to_thread(_read_hashed, stream, hasher)) if following else None
         progress.advance_bytes(len(held))
         yield held
-        held = following
+        held, following = following, (await ahead if ahead is not None else b"")
 
 
 async def _upload(

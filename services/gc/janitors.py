@@ -13,8 +13,8 @@
   outbox rows are never touched: the relay still owes them to the broker.
 
 Rows are deleted in batches of BATCH_SIZE, oldest first, on indexes of migration 0015. With
-``dry_run`` nothing is deleted and the report says what would be (S3 multipart uploads excepted:
-they are only counted when aborted).
+``dry_run`` nothing is deleted and the report says what would be (incomplete writes excepted:
+they are only counted when dropped).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ applies; these handlers are the idempotent safety net and the only path for name
 limits. Every handler is state-based, so a redelivered or late event changes nothing more.
 
 - ManifestPushed: re-check the manifest's blobs (the whole repository when the manifest is gone).
-- BlobsCollected: re-check each listed repository's digests (GC removed those manifests).
+- BlobsCollected: re-check each listed repository's digests (GC removed those manifests), and the
+  deleted blobs wherever they are still counted.
 - RepositoryDeleted: re-check the repositories of the namespace marked for deletion, then every
   digest counted for the namespace (the repository's rows may already be purged).
 - TagDeleted: by the rule a tag ending changes nothing (its manifest stays until GC); only when the
@@ -82,9 +83,25 @@ class QuotaAccounting:
         await self._settle(conn, namespace_id, [change])
 
     async def _blobs_collected(self, conn: asyncpg.Connection, event: BlobsCollected) -> None:
-        by_namespace: dict[int, list[tuple[int, list[str]]]] = {}
+        by_namespace: dict[int, list[tuple[int | None, list[str]]]] = {}
         for entry in event.repositories:
             by_namespace.setdefault(entry.namespace_id, []).append((entry.repository_id, entry.digests))
+        # A deleted blob still counted somewhere (its manifest went without an event naming it, e.g.
+        # an untagged manifest deleted by digest) is re-checked wherever it is counted.
+        if event.blobs_deleted:
+            for row in await conn.fetch(
+                "SELECT r.namespace_id, q.repository_id, array_agg(q.digest) FROM quota_repository_blob q"
+                " JOIN repository r ON r.id = q.repository_id WHERE q.digest = ANY($1::text[])"
+                " GROUP BY 1, 2",
+                event.blobs_deleted,
+            ):
+                by_namespace.setdefault(row[0], []).append((row[1], list(row[2])))
+            for row in await conn.fetch(
+                "SELECT namespace_id, array_agg(digest) FROM quota_namespace_blob WHERE digest = ANY($1::text[])"
+                " GROUP BY 1",
+                event.blobs_deleted,
+            ):
+                by_namespace.setdefault(row[0], []).append((None, list(row[1])))
         # Namespaces locked in id order: two handlers never wait on each other's locks.
         for namespace_id in sorted(by_namespace):
             await lock_namespace(conn, namespace_id)

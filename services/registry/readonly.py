@@ -16,11 +16,8 @@ from services.registry.domain.repositories import Repository
 from shared.auth.identity import Identity
 from shared.auth.mirrors import is_mirror_robot
 from shared.config import Settings
-from shared.readonly_state import registry_read_only
+from shared.readonly_state import READ_ONLY_MESSAGE, registry_read_only
 
-READ_ONLY_MESSAGE = (
-    "System is currently read-only. Pulls will succeed but all write operations are currently suspended."
-)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

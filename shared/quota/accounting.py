@@ -33,26 +33,76 @@ _IN_REPOSITORY = (
 )
 
 
-def _recheck_sql(table: str, owner: str, referenced: str) -> str:
-    # added and removed touch disjoint digests (referenced or not), so one statement does both.
-    return f"""
-WITH input AS (SELECT DISTINCT unnest($2::text[]) AS digest),
-ref AS (SELECT i.digest, b.size FROM input i JOIN blob b ON b.digest = i.digest WHERE {referenced}),
-added AS (
-    INSERT INTO {table} ({owner}, digest, size) SELECT $1, digest, size FROM ref
+def _recheck_sql(with_repository: bool) -> str:
+    """One statement per batch: the namespace's set (and the repository's, $3) brought in line with
+    the rule, and the usage rows moved by the difference; answers the sums and the new usage.
+
+    Added and removed touch disjoint digests (referenced or not). A negative difference never
+    inserts: the proposed row carries max(delta, 0), the update the delta itself."""
+    repository = (
+        f"""
+ref_repo AS (SELECT i.digest, i.size FROM ref_ns i WHERE {_IN_REPOSITORY.replace("$1", "$3")}),
+added_repo AS (
+    INSERT INTO quota_repository_blob (repository_id, digest, size) SELECT $3, digest, size FROM ref_repo
     ON CONFLICT DO NOTHING RETURNING size
 ),
-removed AS (
-    DELETE FROM {table} q USING input i
-    WHERE q.{owner} = $1 AND q.digest = i.digest AND NOT EXISTS (SELECT 1 FROM ref WHERE ref.digest = i.digest)
+removed_repo AS (
+    DELETE FROM quota_repository_blob q USING input i
+    WHERE q.repository_id = $3 AND q.digest = i.digest AND NOT EXISTS (SELECT 1 FROM ref_repo r WHERE r.digest = i.digest)
     RETURNING q.size
-)
-SELECT (SELECT coalesce(sum(size), 0) FROM added)::bigint, (SELECT coalesce(sum(size), 0) FROM removed)::bigint
+),"""
+        if with_repository
+        else ""
+    )
+    repository_sums = (
+        "(SELECT coalesce(sum(size), 0) FROM added_repo)::bigint AS repo_added,"
+        " (SELECT coalesce(sum(size), 0) FROM removed_repo)::bigint AS repo_removed"
+        if with_repository
+        else "0::bigint AS repo_added, 0::bigint AS repo_removed"
+    )
+    repository_usage = (
+        """,
+repo_usage AS (
+    INSERT INTO repository_usage (repository_id, namespace_id, bytes)
+    SELECT $3, $1, greatest(repo_added - repo_removed, 0) FROM sums
+    ON CONFLICT (repository_id) DO UPDATE
+    SET bytes = repository_usage.bytes + (SELECT repo_added - repo_removed FROM sums), updated_at = now()
+    WHERE (SELECT repo_added <> repo_removed FROM sums)
+)"""
+        if with_repository
+        else ""
+    )
+    return f"""
+WITH input AS (SELECT DISTINCT unnest($2::text[]) AS digest),
+ref_ns AS (SELECT i.digest, b.size FROM input i JOIN blob b ON b.digest = i.digest WHERE {_IN_NAMESPACE}),
+added_ns AS (
+    INSERT INTO quota_namespace_blob (namespace_id, digest, size) SELECT $1, digest, size FROM ref_ns
+    ON CONFLICT DO NOTHING RETURNING size
+),
+removed_ns AS (
+    DELETE FROM quota_namespace_blob q USING input i
+    WHERE q.namespace_id = $1 AND q.digest = i.digest AND NOT EXISTS (SELECT 1 FROM ref_ns r WHERE r.digest = i.digest)
+    RETURNING q.size
+),{repository}
+sums AS (
+    SELECT (SELECT coalesce(sum(size), 0) FROM added_ns)::bigint AS ns_added,
+           (SELECT coalesce(sum(size), 0) FROM removed_ns)::bigint AS ns_removed, {repository_sums}
+),
+ns_usage AS (
+    INSERT INTO namespace_usage (namespace_id, bytes) SELECT $1, greatest(ns_added - ns_removed, 0) FROM sums
+    ON CONFLICT (namespace_id) DO UPDATE
+    SET bytes = namespace_usage.bytes + (SELECT ns_added - ns_removed FROM sums), updated_at = now()
+    WHERE (SELECT ns_added <> ns_removed FROM sums)
+    RETURNING bytes
+){repository_usage}
+SELECT ns_added, ns_removed, repo_added, repo_removed,
+       coalesce((SELECT bytes FROM ns_usage), (SELECT bytes FROM namespace_usage WHERE namespace_id = $1), 0)
+  FROM sums
 """
 
 
-_RECHECK_NAMESPACE = _recheck_sql("quota_namespace_blob", "namespace_id", _IN_NAMESPACE)
-_RECHECK_REPOSITORY = _recheck_sql("quota_repository_blob", "repository_id", _IN_REPOSITORY)
+_RECHECK_NAMESPACE = _recheck_sql(with_repository=False)
+_RECHECK_REPOSITORY = _recheck_sql(with_repository=True)
 
 
 class UsageChange(BaseModel):
@@ -100,43 +150,6 @@ async def new_bytes(conn: asyncpg.Connection, namespace_id: int, digests: Iterab
     return int(value)
 
 
-async def _move_namespace_usage(conn: asyncpg.Connection, namespace_id: int, delta: int) -> None:
-    # A negative delta never inserts: the CHECK (bytes >= 0) applies to the proposed row too.
-    if delta > 0:
-        await conn.execute(
-            "INSERT INTO namespace_usage (namespace_id, bytes) VALUES ($1, $2) ON CONFLICT (namespace_id)"
-            " DO UPDATE SET bytes = namespace_usage.bytes + EXCLUDED.bytes, updated_at = now()",
-            namespace_id,
-            delta,
-        )
-    elif delta < 0:
-        await conn.execute(
-            "UPDATE namespace_usage SET bytes = bytes + $2, updated_at = now() WHERE namespace_id = $1",
-            namespace_id,
-            delta,
-        )
-
-
-async def _move_repository_usage(
-    conn: asyncpg.Connection, namespace_id: int, repository_id: int, delta: int
-) -> None:
-    if delta > 0:
-        await conn.execute(
-            "INSERT INTO repository_usage (repository_id, namespace_id, bytes) VALUES ($1, $2, $3)"
-            " ON CONFLICT (repository_id)"
-            " DO UPDATE SET bytes = repository_usage.bytes + EXCLUDED.bytes, updated_at = now()",
-            repository_id,
-            namespace_id,
-            delta,
-        )
-    elif delta < 0:
-        await conn.execute(
-            "UPDATE repository_usage SET bytes = bytes + $2, updated_at = now() WHERE repository_id = $1",
-            repository_id,
-            delta,
-        )
-
-
 async def recheck_digests(
     conn: asyncpg.Connection,
     *,
@@ -153,23 +166,21 @@ async def recheck_digests(
         raise RuntimeError("recheck_digests needs a transaction holding lock_namespace")
     ordered = sorted(set(digests))
     change = UsageChange(namespace_id=namespace_id)
+    if not ordered:
+        change.usage_bytes = await usage_bytes(conn, namespace_id)
+        return change
     for start in range(0, len(ordered), BATCH):
         batch = ordered[start : start + BATCH]
-        if repository_id is not None:
-            added, removed = await conn.fetchrow(_RECHECK_REPOSITORY, repository_id, batch)
-            change.repository_added += added
-            change.repository_removed += removed
-        added, removed = await conn.fetchrow(_RECHECK_NAMESPACE, namespace_id, batch)
-        change.namespace_added += added
-        change.namespace_removed += removed
-    if repository_id is not None:
-        await _move_repository_usage(
-            conn, namespace_id, repository_id, change.repository_added - change.repository_removed
-        )
-    delta = change.namespace_added - change.namespace_removed
-    await _move_namespace_usage(conn, namespace_id, delta)
-    change.usage_bytes = await usage_bytes(conn, namespace_id)
-    if delta:
+        if repository_id is None:
+            row = await conn.fetchrow(_RECHECK_NAMESPACE, namespace_id, batch)
+        else:
+            row = await conn.fetchrow(_RECHECK_REPOSITORY, namespace_id, batch, repository_id)
+        change.namespace_added += row[0]
+        change.namespace_removed += row[1]
+        change.repository_added += row[2]
+        change.repository_removed += row[3]
+        change.usage_bytes = row[4]
+    if change.namespace_added != change.namespace_removed:
         change.crossings = await check_crossings(conn, namespace_id, change.usage_bytes, default_reject_bytes)
     return change
 

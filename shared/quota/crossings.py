@@ -28,29 +28,27 @@ class QuotaThreshold(BaseModel):
     threshold_bytes: int
 
 
-async def thresholds(
-    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None
-) -> list[QuotaThreshold]:
-    """The namespace's limits: its quota's, or the system default's Reject at 100 %, or none."""
-    rows = await conn.fetch(
-        "SELECT q.limit_bytes, l.limit_type, l.threshold_percent,"
-        " floor(q.limit_bytes::numeric * l.threshold_percent / 100)::bigint AS threshold_bytes"
-        " FROM quota q LEFT JOIN quota_limit l ON l.quota_id = q.id WHERE q.namespace_id = $1"
-        " ORDER BY l.limit_type, l.threshold_percent",
-        namespace_id,
-    )
-    if not rows:
-        if default_reject_bytes is None:
-            return []
-        return [
-            QuotaThreshold(
-                limit_type="Reject",
-                threshold_percent=100,
-                limit_bytes=default_reject_bytes,
-                threshold_bytes=default_reject_bytes,
-            )
-        ]
-    return [
+# The quota's limits ('limit' rows; a 'quota' row tells a quota without limits from none) and the
+# crossings recorded ('crossed' rows), in one round trip.
+_LIMITS = """
+SELECT 'limit' AS kind, l.limit_type, l.threshold_percent, q.limit_bytes,
+       floor(q.limit_bytes::numeric * l.threshold_percent / 100)::bigint AS threshold_bytes
+  FROM quota q JOIN quota_limit l ON l.quota_id = q.id WHERE q.namespace_id = $1
+UNION ALL
+SELECT 'quota', NULL, NULL, q.limit_bytes, NULL FROM quota q WHERE q.namespace_id = $1
+"""
+_LIMITS_AND_CROSSINGS = (
+    _LIMITS
+    + "UNION ALL SELECT 'crossed', c.limit_type, c.threshold_percent, NULL, NULL FROM quota_crossing c"
+    " WHERE c.namespace_id = $1"
+)
+
+
+async def _limits_and_crossings(
+    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None, *, crossings: bool
+) -> tuple[list[QuotaThreshold], set[tuple[str, int]]]:
+    rows = await conn.fetch(_LIMITS_AND_CROSSINGS if crossings else _LIMITS, namespace_id)
+    limits = [
         QuotaThreshold(
             limit_type=row["limit_type"],
             threshold_percent=row["threshold_percent"],
@@ -58,8 +56,28 @@ async def thresholds(
             threshold_bytes=row["threshold_bytes"],
         )
         for row in rows
-        if row["limit_type"] is not None
+        if row["kind"] == "limit"
     ]
+    has_quota = any(row["kind"] == "quota" for row in rows)
+    if not has_quota and default_reject_bytes is not None:
+        limits = [
+            QuotaThreshold(
+                limit_type="Reject",
+                threshold_percent=100,
+                limit_bytes=default_reject_bytes,
+                threshold_bytes=default_reject_bytes,
+            )
+        ]
+    recorded = {(row["limit_type"], row["threshold_percent"]) for row in rows if row["kind"] == "crossed"}
+    return sorted(limits, key=lambda limit: (limit.limit_type, limit.threshold_percent)), recorded
+
+
+async def thresholds(
+    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None
+) -> list[QuotaThreshold]:
+    """The namespace's limits: its quota's, or the system default's Reject at 100 %, or none."""
+    limits, _ = await _limits_and_crossings(conn, namespace_id, default_reject_bytes, crossings=False)
+    return limits
 
 
 async def reject_limit_bytes(
@@ -80,17 +98,11 @@ async def check_crossings(
     """Announce (through the outbox) each limit newly crossed at this usage, re-arm those usage is
     back under, and forget the crossings of limits that no longer exist. Returns the announcements
     made ("Warning:80", "Reject:100"). Call inside the transaction holding lock_namespace."""
-    limits = await thresholds(conn, namespace_id, default_reject_bytes)
+    limits, recorded = await _limits_and_crossings(conn, namespace_id, default_reject_bytes, crossings=True)
     crossed = {
         (limit.limit_type, limit.threshold_percent): limit
         for limit in limits
         if usage >= limit.threshold_bytes
-    }
-    recorded = {
-        (row[0], row[1])
-        for row in await conn.fetch(
-            "SELECT limit_type, threshold_percent FROM quota_crossing WHERE namespace_id = $1", namespace_id
-        )
     }
     stale = recorded - crossed.keys()
     if stale:

@@ -26,7 +26,7 @@ from quayside.install import DataDir, embedded_database, load_or_create_token_se
 from shared.config import S3Location, Settings
 from shared.oci.digest import digest_bytes
 from tests.cli.helpers import clean_env, quayside
-from tests.fixtures.postgres import ADMIN_DSN
+from tests.fixtures.postgres import ADMIN_DSN, TemplateCopies
 from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.support.oci import Image, push_image, random_image
 from tests.support.registry_app import running_registry
@@ -85,16 +85,64 @@ async def _pull_back(registry: Registry, owner: Account, repo: str, pushes: list
 
 
 @pytest.fixture
-async def empty_database() -> AsyncIterator[str]:
+async def empty_database(template_copies: TemplateCopies) -> AsyncIterator[str]:
+    """A database without tables, dropped in the background after the test."""
     name = f"qs_restore_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(ADMIN_DSN)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        base, _, _ = ADMIN_DSN.rpartition("/")
-        yield f"{base}/{name}"
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    yield f"{base}/{name}"
+    template_copies.release(name)
+
+
+async def test_server_database_and_s3_backup_while_pushing_restores_every_acknowledged_push(
+    database_url: str, s3_location: S3Location, empty_database: str, tmp_path: Path
+) -> None:
+    settings = registry_settings(database_url, tmp_path / "unused").model_copy(
+        update={"storage_locations": {"s3": s3_location}, "storage_preference": ["s3"]}
+    )
+    async with running_registry(settings) as registry:
+        owner = await registry.user()
+        pushers = Pushers(registry, owner, f"{owner.username}/app")
+        config = InstallConfig(
+            token_secret=settings.token_secret,
+            secrets_key=None,
+            storage_locations=settings.storage_locations,
+            storage_preference=settings.storage_preference,
+        )
+        source = Installation(database_url=database_url, config=config, embedded=False)
+        async with pushers.running():
+            await wait_until(lambda: len(pushers.done) >= 2 * CLIENTS)
+            manifest = await take_backup(source, BackupFolder(tmp_path / "backup"))
+            during = len(pushers.done)
+            await wait_until(lambda: len(pushers.done) >= during + CLIENTS)
+
+    before = [pushed for pushed in pushers.done if pushed.acknowledged_at < manifest.consistency_point]
+    assert len(before) >= 2 * CLIENTS
+    target = s3_location.model_copy(update={"bucket": f"qs-{uuid.uuid4().hex[:20]}"})
+    storage = json.dumps({"eu": target.model_dump()})
+    arguments = ["restore", str(tmp_path / "backup"), "--database-url", empty_database, "--storage", storage]
+    result = await quayside(*arguments, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("restored and verified"), result.stdout
+    assert "blobs in location eu" in result.stdout
+    assert manifest.counts["manifest"] >= len(before)
+
+    restored = settings.model_copy(
+        update={
+            "database_url": empty_database,
+            "storage_locations": {"eu": target},
+            "storage_preference": ["eu"],
+        }
+    )
+    async with running_registry(restored) as registry:
+        await _pull_back(registry, owner, pushers.repo, before)
+        async with registry.client(owner) as client:
+            pushed_again = await push_image(client, pushers.repo, random_image(), "after-restore")
+    assert pushed_again
 
 
 @pytest.fixture
@@ -118,47 +166,9 @@ async def embedded_registry(data_dir: DataDir) -> AsyncIterator[Registry]:
             yield registry
 
 
-async def test_server_and_s3_backup_while_pushing_restores_into_a_new_embedded_data_folder(
-    database_url: str, s3_location: S3Location, scratch: Path
-) -> None:
-    settings = registry_settings(database_url, scratch / "unused").model_copy(
-        update={"storage_locations": {"s3": s3_location}, "storage_preference": ["s3"]}
-    )
-    backup, copy = BackupFolder(scratch / "backup"), DataDir(scratch / "restored")
-    async with running_registry(settings) as registry:
-        owner = await registry.user()
-        pushers = Pushers(registry, owner, f"{owner.username}/app")
-        config = InstallConfig(
-            token_secret=settings.token_secret,
-            secrets_key=None,
-            storage_locations=settings.storage_locations,
-            storage_preference=settings.storage_preference,
-        )
-        source = Installation(database_url=database_url, config=config, embedded=False)
-        async with pushers.running():
-            await wait_until(lambda: len(pushers.done) >= 2 * CLIENTS)
-            manifest = await take_backup(source, backup)
-            during = len(pushers.done)
-            await wait_until(lambda: len(pushers.done) >= during + CLIENTS)
-
-    before = [pushed for pushed in pushers.done if pushed.acknowledged_at < manifest.consistency_point]
-    assert len(before) >= 2 * CLIENTS
-    report = await restore_embedded(backup, copy)
-    assert report.location == "local"
-    assert report.manifest.counts == manifest.counts
-    async with embedded_registry(copy) as restored:
-        assert restored.settings.token_secret == settings.token_secret
-        await _pull_back(restored, owner, pushers.repo, before)
-    with pytest.raises(BackupError, match="not empty"):
-        await restore_embedded(backup, copy)
-
-
-async def test_embedded_backup_while_pushing_restores_into_a_server_database_and_s3(
-    scratch: Path, empty_database: str, s3_location: S3Location
-) -> None:
-    source, backup = DataDir(scratch / "source"), scratch / "backup"
+async def test_embedded_backup_while_pushing_restores_into_a_new_data_folder(scratch: Path) -> None:
+    source, copy, backup = DataDir(scratch / "source"), DataDir(scratch / "restored"), scratch / "backup"
     async with embedded_registry(source) as registry:
-        settings = registry.settings
         owner = await registry.user()
         pushers = Pushers(registry, owner, f"{owner.username}/app")
         async with pushers.running():
@@ -167,26 +177,12 @@ async def test_embedded_backup_while_pushing_restores_into_a_server_database_and
             during = len(pushers.done)
             await wait_until(lambda: len(pushers.done) >= during + CLIENTS)
     assert backed_up.returncode == 0, backed_up.stderr
-    assert backed_up.stdout.startswith("backed up 1 repositories"), backed_up.stdout
+    assert backed_up.stdout.startswith("backed up 1 repositories")
 
-    storage = json.dumps({"eu": s3_location.model_dump()})
-    arguments = ["restore", str(backup), "--database-url", empty_database, "--storage", storage]
-    result = await quayside(*arguments, env=clean_env())
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("restored and verified"), result.stdout
-    assert "blobs in location eu" in result.stdout
-    manifest, _ = await BackupFolder(backup).read()
-    before = [pushed for pushed in pushers.done if pushed.acknowledged_at < manifest.consistency_point]
+    report = await restore_embedded(BackupFolder(backup), copy)
+    before = [pushed for pushed in pushers.done if pushed.acknowledged_at < report.manifest.consistency_point]
     assert len(before) >= 2 * CLIENTS
-
-    restored = settings.model_copy(
-        update={
-            "database_url": empty_database,
-            "storage_locations": {"eu": s3_location},
-            "storage_preference": ["eu"],
-        }
-    )
-    async with running_registry(restored) as registry:
+    async with embedded_registry(copy) as registry:
         await _pull_back(registry, owner, pushers.repo, before)
-        async with registry.client(owner) as client:
-            assert await push_image(client, pushers.repo, random_image(), "after-restore")
+    with pytest.raises(BackupError, match="not empty"):
+        await restore_embedded(BackupFolder(backup), copy)

@@ -38,7 +38,9 @@ async def storage_registry(
     settings = registry_settings(database_url, tmp_path / "storage")
     if request.param == "s3":
         location: S3Location = request.getfixturevalue("s3_location")
-        settings = settings.model_copy(update={"storage_locations": {"s3": location}, "storage_preference": ["s3"]})
+        settings = settings.model_copy(
+            update={"storage_locations": {"s3": location}, "storage_preference": ["s3"]}
+        )
     async with running_registry(settings) as registry:
         yield registry
 

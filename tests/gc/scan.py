@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.storage import PathNotFoundError
+import asyncpg
+
+from shared.storage import Locations, PathNotFoundError
 from tests.fixtures.registry import Registry
 
 
@@ -27,18 +29,22 @@ class Consistency:
 
 
 async def scan(registry: Registry) -> Consistency:
+    """scan_storage of an in-process registry."""
+    return await scan_storage(registry.context.pool, registry.context.locations)
+
+
+async def scan_storage(pool: asyncpg.Pool, locations: Locations) -> Consistency:
     """List every blob object in every location, and read placements, blob rows and references."""
-    context = registry.context
     stored: set[tuple[str, str]] = set()
-    for location in context.locations.order:
+    for location in locations.order:
         try:
-            paths = await context.locations.driver(location).list("blobs")
+            paths = await locations.driver(location).list("blobs")
         except PathNotFoundError:
             paths = []
         for path in paths:
             _, algorithm, _, hex_part = path.split("/")
             stored.add((location, f"{algorithm}:{hex_part}"))
-    async with context.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         placed = {(row[0], row[1]) for row in await conn.fetch("SELECT location, digest FROM blob_placement")}
         referenced = {row[0] for row in await conn.fetch("SELECT DISTINCT digest FROM manifest_blob")}
         blobs = {row[0] for row in await conn.fetch("SELECT digest FROM blob")}

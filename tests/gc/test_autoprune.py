@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from services.gc.autoprune import run_autoprune
+from shared.readonly_state import registry_read_only
 from tests.fixtures.registry import Account, Registry
 from tests.support.oci import push_image, put_manifest, random_image
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -169,3 +171,20 @@ async def test_immutable_tags_are_never_pruned(registry: Registry, org: str, own
     assert report.immutable_kept == 2
     assert report.tags_pruned == {"number_of_tags": 2}
     assert await _live_tags(registry, repository) == {"stable-1", "stable-2", "dev-3"}
+
+
+async def test_nothing_is_pruned_while_the_registry_is_read_only(
+    registry: Registry, org: str, owner: Account
+) -> None:
+    repository = f"{org}/app"
+    async with registry.client(owner) as client:
+        await _push_tags(client, repository, ["a", "b", "c"])
+        await _policy(
+            client, f"/api/v1/organization/{org}/autoprunepolicy/", {"method": "number_of_tags", "value": 1}
+        )
+    pool = registry.context.pool
+    await pool.execute("UPDATE registry_state SET read_only = true, reason = 'maintenance'")
+    await eventually(lambda: registry_read_only(pool))
+    report = await run_autoprune(pool)
+    assert report.skipped_read_only and report.total_pruned == 0
+    assert await _live_tags(registry, repository) == {"a", "b", "c"}

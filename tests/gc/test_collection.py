@@ -140,7 +140,9 @@ async def test_a_blob_uploaded_within_the_grace_window_is_kept_for_its_push(
     image = random_image()
     async with registry.client(owner) as client:
         for blob in (image.config, *image.layers):
-            await client.post(f"/v2/{name}/blobs/uploads/", params={"digest": digest_bytes(blob)}, content=blob)
+            await client.post(
+                f"/v2/{name}/blobs/uploads/", params={"digest": digest_bytes(blob)}, content=blob
+            )
         kept = await collector.run(grace_s=3600)
         assert kept.tally.blobs == []
         assert (await put_manifest(client, name, "v1", image.manifest)).status_code == 201

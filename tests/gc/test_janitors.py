@@ -108,6 +108,11 @@ async def test_abandoned_sessions_orphans_and_old_events_go_live_sessions_stay(
             await driver.put(f"{upload_folder(folder)}/00000000", _bytes(b"o" * 10))
         for folder in (orphan, "not-a-session"):
             os.utime(root / upload_folder(folder) / "00000000", (old, old))
+        # What a crashed write leaves on the filesystem: partial files beside their destination.
+        (root / "blobs").mkdir(exist_ok=True)
+        for name in (".partial-crashed", ".partial-writing"):
+            (root / "blobs" / name).write_bytes(b"p")
+        os.utime(root / "blobs" / ".partial-crashed", (old, old))
         await _add_events(pool)
 
         dry = await run_janitors(pool, registry.context.locations, registry.settings, dry_run=True)
@@ -124,11 +129,13 @@ async def test_abandoned_sessions_orphans_and_old_events_go_live_sessions_stay(
 
         sessions_before = _deleted_total("upload_session")
         report = await run_janitors(pool, registry.context.locations, registry.settings)
-        assert report.model_dump(exclude={"bytes_by_location", "dry_run"}) == dry.model_dump(
-            exclude={"bytes_by_location", "dry_run"}
+        assert report.model_dump(exclude={"dry_run", "incomplete_writes"}) == dry.model_dump(
+            exclude={"dry_run", "incomplete_writes"}
         )
         assert report.bytes_by_location == {"local": 120}
         assert _deleted_total("upload_session") == sessions_before + 1
+        assert (dry.incomplete_writes, report.incomplete_writes) == (0, 1)
+        assert sorted(path.name for path in (root / "blobs").iterdir()) == [".partial-writing"]
 
         assert not await _session_exists(pool, abandoned)
         assert await driver.list(upload_folder(str(_session_id(abandoned)))) == []

@@ -36,7 +36,9 @@ async def _blocked(registry: Registry, request: Awaitable[httpx.Response]) -> as
     return task
 
 
-async def _delete_blob_while_holding_it(registry: Registry, conn: asyncpg.Connection, digests: list[str]) -> None:
+async def _delete_blob_while_holding_it(
+    registry: Registry, conn: asyncpg.Connection, digests: list[str]
+) -> None:
     """As the collector does, on a session that already holds the digests' guards."""
     cutoff = await conn.fetchval("SELECT now()") + timedelta(seconds=1)
     tally = PassTally()
@@ -115,7 +117,9 @@ async def test_an_index_put_during_the_deletion_of_its_child_answers_blob_unknow
             [locked] = await conn.fetch(
                 "SELECT id FROM manifest WHERE digest = $1 FOR UPDATE SKIP LOCKED", child.digest
             )
-            index_put = await _blocked(registry, put_manifest(client, name, "latest", index_of(child), OCI_INDEX))
+            index_put = await _blocked(
+                registry, put_manifest(client, name, "latest", index_of(child), OCI_INDEX)
+            )
             await conn.execute("DELETE FROM manifest WHERE id = $1", locked["id"])
         answer = await index_put
         assert answer.status_code == 400 and error_code(answer) == "MANIFEST_BLOB_UNKNOWN"

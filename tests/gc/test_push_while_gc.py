@@ -10,25 +10,34 @@ import contextlib
 import json
 import os
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import asyncpg
 import httpx
 
-from services.gc.passes import PassOptions, run_pass
+from services.gc.passes import PassOptions, PassOutcome, run_pass
 from shared.auth.accounts import set_time_machine_window
+from shared.config import Settings
+from shared.db import create_pool
 from shared.oci.digest import digest_bytes
 from shared.oci.mediatypes import OCI_IMAGE_CONFIG, OCI_MANIFEST
-from tests.fixtures.registry import Account, Registry
-from tests.gc.scan import scan
+from shared.storage import Locations
+from tests.fixtures.live_registry import LiveRegistry
+from tests.fixtures.registry import registry_settings
+from tests.gc.scan import scan_storage
 from tests.support.oci import LAYER_TYPE, descriptor, error_code
 
 ROUNDS = int(os.environ.get("QUAYSIDE_GC_RACE_ROUNDS", "1000"))
 PASS_PAUSE_S = 0.05
-PUSHERS = 4
+PUSHERS = 8
 TAGS_PER_PUSHER = 3
 # Few contents, so that pushes and deletions keep meeting on the same digests.
 LAYERS = [f"layer {index}".encode() * 8 for index in range(10)]
-CONFIGS = [json.dumps({"architecture": "amd64", "os": "linux", "n": index}).encode() for index in range(6)]
+CONFIGS = [json.dumps({"architecture": "amd64", "os": "linux", "n": index}).encode() for index in range(3)]
+# Anchor tags keep the configs referenced throughout, so that a round uploads only its layer (two
+# requests a push): the layers are what pushes and passes fight over.
+ANCHOR_LAYER = b"anchor layer"
 MAX_ATTEMPTS = 50
 
 
@@ -83,20 +92,31 @@ async def _pusher(client: httpx.AsyncClient, name: str, worker: int, rounds: int
             counts.deleted += 1
             continue
         config = chooser.choice(CONFIGS)
-        layers = chooser.sample(LAYERS, chooser.randint(1, 2))
-        manifest = _manifest(config, layers)
-        counts.retried += await _push(client, name, tag, [config, *layers], manifest)
-        counts.expected[tag] = (manifest, [config, *layers])
+        layer = chooser.choice(LAYERS)
+        manifest = _manifest(config, [layer])
+        counts.retried += await _push(client, name, tag, [layer], manifest)
+        counts.expected[tag] = (manifest, [config, layer])
         counts.pushed += 1
 
 
-async def _collect_until(registry: Registry, done: asyncio.Event, counts: Counts) -> None:
+@dataclass
+class Collection:
+    """Passes over the live registry's database and storage, run from the test process."""
+
+    pool: asyncpg.Pool
+    locations: Locations
+    settings: Settings
+
+    async def run(self) -> PassOutcome:
+        return await run_pass(self.pool, self.locations, self.settings, PassOptions(grace_s=0))
+
+
+async def _collect_until(collection: Collection, done: asyncio.Event, counts: Counts) -> None:
     """Passes one after the other, a few milliseconds apart at random: without that pause, a pass
     would fall between every upload and its manifest and no push would ever win."""
-    context = registry.context
     pauses = random.Random(0)
     while not done.is_set():
-        outcome = await run_pass(context.pool, context.locations, context.settings, PassOptions(grace_s=0))
+        outcome = await collection.run()
         counts.passes += 1
         counts.blobs_collected += len(outcome.tally.blobs)
         counts.manifests_collected += len(outcome.tally.manifests)
@@ -105,7 +125,9 @@ async def _collect_until(registry: Registry, done: asyncio.Event, counts: Counts
                 await done.wait()
 
 
-async def _pulls_back(client: httpx.AsyncClient, name: str, tag: str, manifest: bytes, blobs: list[bytes]) -> None:
+async def _pulls_back(
+    client: httpx.AsyncClient, name: str, tag: str, manifest: bytes, blobs: list[bytes]
+) -> None:
     pulled = await client.get(f"/v2/{name}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
     assert pulled.status_code == 200, (tag, pulled.text)
     assert pulled.content == manifest and pulled.headers["Docker-Content-Digest"] == digest_bytes(manifest)
@@ -115,20 +137,27 @@ async def _pulls_back(client: httpx.AsyncClient, name: str, tag: str, manifest: 
 
 
 async def test_pushes_deletions_and_passes_at_once_lose_nothing_and_leave_nothing(
-    registry: Registry, owner: Account
+    live_registry: LiveRegistry,
 ) -> None:
+    owner = await live_registry.user()
     name = f"{owner.username}/race"
-    async with registry.context.pool.acquire() as conn:
+    async with live_registry.pool.acquire() as conn:
         namespace_id = await conn.fetchval("SELECT id FROM namespace WHERE name = $1", owner.username)
         await set_time_machine_window(conn, namespace_id, 0)
+    settings = registry_settings(live_registry.database_url, live_registry.storage_root)
     counts = Counts()
     done = asyncio.Event()
-    async with registry.client(owner) as client:
-        # Concurrent first pushes to a new repository race to create it (a unique violation on
-        # repository.full_name, outside this test's subject): the repository exists beforehand.
-        await _push(client, name, "seed", [CONFIGS[0], LAYERS[0]], _manifest(CONFIGS[0], [LAYERS[0]]))
-        await client.delete(f"/v2/{name}/manifests/seed")
-        collecting = asyncio.create_task(_collect_until(registry, done, counts))
+    async with (
+        httpx.AsyncClient(base_url=live_registry.url, auth=owner.auth, timeout=30) as client,
+        _collection(settings) as collection,
+    ):
+        # The anchors also create the repository first: concurrent first pushes to a new repository
+        # race to create it (a unique violation on repository.full_name, outside this test's subject).
+        for index, config in enumerate(CONFIGS):
+            anchor = _manifest(config, [ANCHOR_LAYER])
+            await _push(client, name, f"anchor-{index}", [config, ANCHOR_LAYER], anchor)
+            counts.expected[f"anchor-{index}"] = (anchor, [config, ANCHOR_LAYER])
+        collecting = asyncio.create_task(_collect_until(collection, done, counts))
         try:
             async with asyncio.TaskGroup() as pushers:
                 for worker in range(PUSHERS):
@@ -136,12 +165,11 @@ async def test_pushes_deletions_and_passes_at_once_lose_nothing_and_leave_nothin
         finally:
             done.set()
             await collecting
-        final = await run_pass(
-            registry.context.pool, registry.context.locations, registry.context.settings, PassOptions(grace_s=0)
-        )
+        final = await collection.run()
         for tag, (manifest, blobs) in counts.expected.items():
             await _pulls_back(client, name, tag, manifest, blobs)
         listed = await client.get(f"/v2/{name}/tags/list")
+        consistency = await scan_storage(collection.pool, collection.locations)
     print(
         f"push-while-gc: {ROUNDS} rounds, {counts.pushed} pushes ({counts.retried} retried after"
         f" MANIFEST_BLOB_UNKNOWN), {counts.deleted} tag deletions, {counts.passes} passes deleting"
@@ -152,4 +180,17 @@ async def test_pushes_deletions_and_passes_at_once_lose_nothing_and_leave_nothin
     assert sorted(listed.json()["tags"] or []) == sorted(counts.expected)
     assert counts.passes > 10 and counts.blobs_collected > 0
     assert final.record is not None
-    assert (await scan(registry)).problems() == []
+    assert consistency.problems() == []
+
+
+@contextlib.asynccontextmanager
+async def _collection(settings: Settings) -> AsyncIterator[Collection]:
+    pool = await create_pool(settings.database_url, max_size=4)
+    try:
+        locations = await Locations.open(settings)
+        try:
+            yield Collection(pool, locations, settings)
+        finally:
+            await locations.close()
+    finally:
+        await pool.close()

@@ -33,13 +33,18 @@ async def test_a_dry_run_deletes_nothing_and_tells_what_the_pass_then_deletes(
     assert await scan(registry) == before
     assert _metric("quayside_gc_iterations_total") == iterations
     async with registry.context.pool.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM event_outbox WHERE routing_key = 'gc.blobs-collected'") == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM event_outbox WHERE routing_key = 'gc.blobs-collected'")
+            == 0
+        )
 
     real = await collector.run()
     assert dry.record is not None and dry.record.dry_run and real.record is not None
     assert {blob.digest for blob in dry.tally.blobs} == {blob.digest for blob in real.tally.blobs}
-    assert dry.record.bytes_reclaimed == real.record.bytes_reclaimed == sum(
-        len(blob) for blob in (image.config, *image.layers)
+    assert (
+        dry.record.bytes_reclaimed
+        == real.record.bytes_reclaimed
+        == sum(len(blob) for blob in (image.config, *image.layers))
     )
     assert dry.record.rows_by_table == real.record.rows_by_table
 

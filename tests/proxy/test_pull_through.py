@@ -15,7 +15,7 @@ async def _expire(cache: Cache, repository: str, tag: str) -> None:
         "UPDATE proxy_cache_tag c SET checked_at = now() - interval '2 days' FROM repository r, namespace n"
         " WHERE c.repository_id = r.id AND r.namespace_id = n.id AND n.name = $1 AND r.name = $2 AND c.tag = $3",
         cache.org,
-        repository,
+        cache.upstream_name(repository),
         tag,
     )
 
@@ -25,7 +25,7 @@ async def _stored_manifests(cache: Cache, repository: str) -> set[str]:
         "SELECT m.digest FROM manifest m JOIN repository r ON r.id = m.repository_id"
         " JOIN namespace n ON n.id = r.namespace_id WHERE n.name = $1 AND r.name = $2",
         cache.org,
-        repository,
+        cache.upstream_name(repository),
     )
     return {row["digest"] for row in rows}
 
@@ -34,7 +34,7 @@ async def test_pull_through_equals_direct_pull_and_second_pull_stays_local(
     cache: Cache, tmp_path: Path
 ) -> None:
     pushed = await cache.push_image("team/app", "v1")
-    direct = await manifest_digest(f"docker://{cache.upstream.host}/team/app:v1")
+    direct = await manifest_digest(f"docker://{cache.upstream.host}/{cache.upstream_name('team/app')}:v1")
     cache.counter.reset_counts()
 
     first = await cache.pull("team/app", "v1", tmp_path / "first")
@@ -46,10 +46,12 @@ async def test_pull_through_equals_direct_pull_and_second_pull_stays_local(
     assert second == pushed
     assert cache.counter.total_requests == 0, cache.counter.requests
     async with cache.client() as client:
-        again = await client.get(f"/v2/{cache.org}/team/app/manifests/v1")
+        again = await client.get(f"/v2/{cache.path('team/app')}/manifests/v1")
     assert again.headers["X-Quayside-Cache"] == "hit"
     logged = await cache.registry.pool.fetchval(
-        "SELECT count(*) FROM log_entry WHERE kind = 'pull_repo' AND metadata->>'proxy_cache' = 'fill'"
+        "SELECT count(*) FROM log_entry l JOIN namespace n ON n.id = l.namespace_id"
+        " WHERE n.name = $1 AND l.kind = 'pull_repo' AND l.metadata->>'proxy_cache' = 'fill'",
+        cache.org,
     )
     assert logged == 1
 
@@ -60,7 +62,7 @@ async def test_multi_arch_index_is_stored_with_every_child(cache: Cache, tmp_pat
 
     async with cache.client() as client:
         index = await client.get(
-            f"/v2/{cache.org}/multi/manifests/latest",
+            f"/v2/{cache.path('multi')}/manifests/latest",
             headers={"Accept": "application/vnd.oci.image.index.v1+json"},
         )
     assert index.status_code == 200 and index.headers["Docker-Content-Digest"] == pushed
@@ -69,9 +71,10 @@ async def test_multi_arch_index_is_stored_with_every_child(cache: Cache, tmp_pat
 
     cache.counter.reset_counts()
     await cache.pull("multi", "latest", tmp_path / "all", "--all")
-    assert cache.counter.requests.keys() <= {
-        f"GET /v2/multi/blobs/{digest}" for digest in cache.counter.blob_fetches
+    blob_requests = {
+        f"GET /v2/{cache.upstream_name('multi')}/blobs/{digest}" for digest in cache.counter.blob_fetches
     }
+    assert cache.counter.requests.keys() == blob_requests, "no manifest is asked for again"
     assert children.isdisjoint({key.rpartition("/")[2] for key in cache.counter.requests})
 
 
@@ -84,8 +87,9 @@ async def test_moved_upstream_tag_is_followed_after_expiry(cache: Cache, tmp_pat
     await _expire(cache, "app", "stable")
     assert await cache.pull("app", "stable", tmp_path / "three") == moved
     history = await cache.registry.pool.fetchval(
-        "SELECT count(*) FROM tag t JOIN repository r ON r.id = t.repository_id WHERE r.name = 'app'"
-        " AND t.name = 'stable'"
+        "SELECT count(*) FROM tag t JOIN repository r ON r.id = t.repository_id WHERE r.name = $1"
+        " AND t.name = 'stable'",
+        cache.upstream_name("app"),
     )
     assert history == 2, "the previous target stays in the tag's history (time machine)"
 
@@ -99,13 +103,15 @@ async def test_outage_serves_cached_content_and_refuses_uncached(cache: Cache, t
 
     assert await cache.pull("app", "v1", tmp_path / "during-outage") == pushed
     async with cache.client() as client:
-        stale = await client.get(f"/v2/{cache.org}/app/manifests/v1")
-        uncached = await client.get(f"/v2/{cache.org}/app/manifests/v2")
+        stale = await client.get(f"/v2/{cache.path('app')}/manifests/v1")
+        uncached = await client.get(f"/v2/{cache.path('app')}/manifests/v2")
     assert stale.status_code == 200 and stale.headers["X-Quayside-Cache"] == "stale"
     assert uncached.status_code == 503
     assert uncached.json()["errors"][0]["code"] == "UNAVAILABLE"
     logged = await cache.registry.pool.fetchval(
-        "SELECT count(*) FROM log_entry WHERE kind = 'pull_repo' AND metadata->>'proxy_cache' = 'stale'"
+        "SELECT count(*) FROM log_entry l JOIN namespace n ON n.id = l.namespace_id"
+        " WHERE n.name = $1 AND l.kind = 'pull_repo' AND l.metadata->>'proxy_cache' = 'stale'",
+        cache.org,
     )
     assert logged >= 1
 
@@ -113,8 +119,8 @@ async def test_outage_serves_cached_content_and_refuses_uncached(cache: Cache, t
 async def test_upstream_404_is_passed_on(cache: Cache) -> None:
     await cache.push_image("app", "v1")
     async with cache.client() as client:
-        missing_tag = await client.get(f"/v2/{cache.org}/app/manifests/nope")
-        missing_repository = await client.get(f"/v2/{cache.org}/nothing/here/manifests/v1")
+        missing_tag = await client.get(f"/v2/{cache.path('app')}/manifests/nope")
+        missing_repository = await client.get(f"/v2/{cache.path('nothing/here')}/manifests/v1")
     assert missing_tag.status_code == 404 and missing_tag.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert missing_repository.status_code == 404
 

@@ -132,6 +132,25 @@ async def test_manifest_deleted_by_digest_and_repository_deletion_release_their_
         await assert_exact(conn, org)
 
 
+async def test_an_untagged_manifest_deleted_by_digest_is_released_when_gc_deletes_its_blobs(
+    db_pool: asyncpg.Pool,
+) -> None:
+    async with db_pool.acquire() as conn:
+        org = await store.namespace(conn, "untagged")
+        one = await store.repository(conn, org, "one")
+        digest, pushed = await store.push(conn, one, blobs(APP_A), None)
+    await handled(db_pool, pushed)
+    async with db_pool.acquire() as conn:
+        assert await store.delete_manifest(conn, one, digest) == []
+        assert await usage_bytes(conn, org) == SIZES[APP_A]
+        collected = await store.collect_garbage(conn, org)
+    assert collected.blobs_deleted == [APP_A]
+    await handled(db_pool, collected)
+    async with db_pool.acquire() as conn:
+        assert await store.figures(conn, org, [one]) == (0, [0])
+        await assert_exact(conn, org)
+
+
 async def test_the_recount_finds_every_kind_of_drift_and_repairs_it(db_pool: asyncpg.Pool) -> None:
     async with db_pool.acquire() as conn:
         org = await store.namespace(conn, "drifting")

@@ -178,7 +178,7 @@ async def test_bad_input_and_other_callers_are_refused_in_quays_shape_and_change
     assert_quay_error(await admin_client.get(f"{base}/{quota_id + 1}"), 404)
 
     # The organization's own administrator may read, not write; anonymous callers get 401.
-    writes = [
+    writes: list[tuple[str, str, dict[str, Any] | None]] = [
         ("POST", base, {"limit_bytes": 5}),
         ("PUT", f"{base}/{quota_id}", {"limit_bytes": 5}),
         ("DELETE", f"{base}/{quota_id}", None),
@@ -186,8 +186,8 @@ async def test_bad_input_and_other_callers_are_refused_in_quays_shape_and_change
         ("DELETE", f"{base}/{quota_id}/limit/{warning['id']}", None),
         ("POST", f"/api/v1/superuser/organization/{org}/quota", {"limit_bytes": 5}),
     ]
-    for method, path, body in writes:
-        assert_quay_error(await owner_client.request(method, path, json=body), 403)
+    for method, path, write in writes:
+        assert_quay_error(await owner_client.request(method, path, json=write), 403)
     async with registry.client() as anonymous:
         assert_quay_error(await anonymous.post(base, json={"limit_bytes": 5}), 401)
     assert await quota_rows(registry) == before
@@ -250,9 +250,10 @@ async def test_system_default_is_listed_for_namespaces_without_quota(
                 }
             ]
             repository = f"{org}/app"
-            await push_image(client, repository, random_image(layer_count=1, layer_size=1000), "v1")
+            image = random_image(layer_count=1, layer_size=1000)
+            await push_image(client, repository, image, "v1")
             view = (await client.get(f"/api/v1/repository/{repository}")).json()
-        assert view["quota_report"]["configured_quota"] == GI
+        assert view["quota_report"] == {"quota_bytes": len(image.config) + 1000, "configured_quota": GI}
         async with registry.client(superuser) as admin:
             report = (await admin.get("/api/v1/superuser/quotareport", params={"sort": "name"})).json()
         entry = next(item for item in report["namespaces"] if item["namespace"] == org)

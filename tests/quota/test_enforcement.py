@@ -140,15 +140,22 @@ async def test_pushes_stop_at_the_reject_limit_and_nothing_new_is_stored(
 
     assert await announced(registry, org) == [("quota.warning", 50), ("quota.exceeded", 100)]
 
-    # Raising the limit lets pushes through again.
+    # Raising the limit lets pushes through again (and re-arms the crossings); lowering it under
+    # the usage announces them again at once, and holds pushes.
     superuser = await registry.user(superuser=True)
     async with registry.client(superuser) as admin:
         [quota] = (await admin.get(f"/api/v1/organization/{org}/quota")).json()
-        raised = await admin.put(
-            f"/api/v1/organization/{org}/quota/{quota['id']}", json={"limit_bytes": 10 * limit}
-        )
-        assert raised.is_success
-    assert (await put_manifest(client, f"{org}/app", big, "big")).status_code == 201
+        path = f"/api/v1/organization/{org}/quota/{quota['id']}"
+        assert (await admin.put(path, json={"limit_bytes": 10 * limit})).is_success
+        assert (await put_manifest(client, f"{org}/app", big, "big")).status_code == 201
+        assert (await admin.put(path, json={"limit_bytes": limit})).is_success
+    assert await announced(registry, org) == [
+        ("quota.warning", 50),
+        ("quota.exceeded", 100),
+        ("quota.exceeded", 100),
+        ("quota.warning", 50),
+    ]
+    assert_quota_exceeded(await client.post(f"/v2/{org}/app/blobs/uploads/"))
 
 
 async def test_namespaces_without_a_reject_limit_are_not_held(

@@ -84,11 +84,13 @@ async def test_switch_reaches_every_registry_process_pulls_work_and_off_restores
             pulled = await client.get(f"/v2/{repo}/manifests/v1")
             api_write = await client.put(f"/api/v1/repository/{repo}", json={"description": "x"})
             health = await client.get("/health/endtoend")
+            banner = (await client.get("/api/v1/messages")).json()["messages"][0]
         assert pulled.content == image.manifest
         assert api_write.status_code == 503
         assert api_write.json()["detail"] == READ_ONLY_MESSAGE
         assert health.status_code == 200
         assert health.headers["Quayside-Registry-State"] == "readonly"
+        assert (banner["content"], banner["severity"]) == (READ_ONLY_MESSAGE, "warning")
 
     async with _client(second_registry, admin) as client:
         seen = await client.get(STATE)

@@ -7,6 +7,7 @@ import os
 import resource
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,6 +155,20 @@ async def test_list_is_recursive_sorted_and_limited_to_the_folder(driver: Storag
     assert await driver.list("a/b") == ["a/b/c", "a/b/d"]
     assert await driver.list("") == ["a/b/c", "a/b/d", "a/e", "ab/x", "z"]
     assert await driver.list("nothing/here") == []
+
+
+async def test_list_objects_gives_each_object_with_its_size_and_last_write(driver: StorageDriver) -> None:
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    for path in ["u/1/a", "u/1/b", "u/2/a", "v/x"]:
+        await put_bytes(driver, path, path.encode() * 2)
+
+    listed = await driver.list_objects("u")
+    assert [(info.path, info.size) for info in listed] == [("u/1/a", 10), ("u/1/b", 10), ("u/2/a", 10)]
+    assert all(before < info.modified_at < datetime.now(UTC) + timedelta(minutes=5) for info in listed)
+    assert await driver.list_objects("nothing") == []
+    # No write is left unfinished here: nothing to drop, and the objects stay.
+    assert await driver.abort_incomplete_writes(datetime.now(UTC) + timedelta(days=1)) == 0
+    assert len(await driver.list("")) == 4
 
 
 async def test_delete_removes_one_object(driver: StorageDriver) -> None:

@@ -204,7 +204,7 @@ async def test_flipped_byte_missing_blob_and_bad_signature_are_refused(
     assert "not signed" in message
 
     code, output = await run_cli(
-        "import", str(archive), "-q", "--registry", target_registry.url, "-u", target.username,
+        "import", str(archive), "--registry", target_registry.url, "-u", target.username,
         "-p", target.password, "--verify-key", str(key.with_name("operator.key.pub")),
         "--map-namespace", f"{source.namespace}=verified{suffix}",
     )  # fmt: skip

@@ -16,9 +16,11 @@ from pydantic import Field
 
 from services.registry.api.common import NO_NUL, ApiModel, api_router, bad_request, db_connection, not_found
 from services.registry.api.security import ApiCaller, require_superuser, user_with_scope
+from services.registry.context import RegistryContext, get_context
 from services.registry.domain import global_messages
 from services.registry.domain.audit import client_ip
 from services.registry.domain.global_messages import GlobalMessage, MediaType, Severity
+from shared.readonly_state import READ_ONLY_MESSAGE, registry_read_only
 from shared.usage_logs import record
 
 router = api_router(tags=["Global messages"])
@@ -65,10 +67,20 @@ async def _log(
     )
 
 
+# The banner of read-only mode (shared/readonly_state.py), shown first while it lasts; not stored.
+READ_ONLY_BANNER_UUID = "00000000-0000-4000-8000-00000000000f"
+
+
 @router.get("/messages")
-async def get_global_messages(conn: asyncpg.Connection = Depends(db_connection)) -> dict[str, Any]:
-    """Every message, oldest first."""
-    return {"messages": [message_view(message) for message in await global_messages.list_messages(conn)]}
+async def get_global_messages(
+    conn: asyncpg.Connection = Depends(db_connection), context: RegistryContext = Depends(get_context)
+) -> dict[str, Any]:
+    """Every message, oldest first; while the registry is read-only, its banner before them."""
+    messages = [message_view(message) for message in await global_messages.list_messages(conn)]
+    if await registry_read_only(context.pool, context.settings):
+        banner = {"uuid": READ_ONLY_BANNER_UUID, "content": READ_ONLY_MESSAGE, "media_type": "text/plain"}
+        messages.insert(0, {**banner, "severity": "warning"})
+    return {"messages": messages}
 
 
 @router.post("/messages", status_code=201)

@@ -13,6 +13,7 @@ of its own lists the system default (QUAYSIDE_DEFAULT_SYSTEM_REJECT_QUOTA_BYTES)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -34,6 +35,7 @@ from services.registry.context import RegistryContext, get_context
 from services.registry.domain import quota_management as quotas
 from services.registry.domain.audit import client_ip
 from shared.auth.accounts import Namespace
+from shared.quota import check_crossings, lock_namespace, usage_bytes
 from shared.usage_logs import record
 
 
@@ -157,6 +159,17 @@ class QuotaChanges:
         self.namespace = namespace
         self._caller = caller
         self._ip = client_ip(request)
+        self._default_reject_bytes = _default_bytes(request.app.state.context)
+
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """A transaction under the namespace's usage lock that ends by re-checking the limits'
+        crossings: a limit lowered under the usage is announced at once, a removed one forgotten."""
+        async with self.conn.transaction():
+            await lock_namespace(self.conn, self.namespace.id)
+            yield
+            usage = await usage_bytes(self.conn, self.namespace.id)
+            await check_crossings(self.conn, self.namespace.id, usage, self._default_reject_bytes)
 
     async def _log(self, kind: str, metadata: dict[str, Any]) -> None:
         await record(
@@ -170,37 +183,37 @@ class QuotaChanges:
 
     async def create_quota(self, body: QuotaBody) -> None:
         size = body.size()
-        async with self.conn.transaction():
+        async with self._changing():
             quota = await quotas.create_quota(self.conn, self.namespace.id, self.namespace.name, size)
             await self._log("org_create_quota", {"quota_id": quota.id, "limit_bytes": size})
 
     async def change_quota(self, quota_id: int, body: QuotaBody) -> quotas.Quota:
         size = body.size()
-        async with self.conn.transaction():
+        async with self._changing():
             quota = await quotas.change_quota(self.conn, self.namespace.id, quota_id, size)
             await self._log("org_change_quota", {"quota_id": quota.id, "limit_bytes": size})
         return quota
 
     async def delete_quota(self, quota_id: int) -> None:
-        async with self.conn.transaction():
+        async with self._changing():
             quota = await quotas.delete_quota(self.conn, self.namespace.id, quota_id)
             await self._log("org_delete_quota", {"quota_id": quota.id, "limit_bytes": quota.limit_bytes})
 
     async def create_limit(self, quota_id: int, body: NewLimit) -> None:
-        async with self.conn.transaction():
+        async with self._changing():
             quota = await quotas.get_quota(self.conn, self.namespace.id, quota_id)
             limit = await quotas.create_limit(self.conn, quota, body.type, body.threshold_percent)
             await self._log("org_create_quota_limit", _limit_metadata(quota, limit))
 
     async def change_limit(self, quota_id: int, limit_id: int, body: LimitChange) -> quotas.Quota:
-        async with self.conn.transaction():
+        async with self._changing():
             quota = await quotas.get_quota(self.conn, self.namespace.id, quota_id)
             limit = await quotas.change_limit(self.conn, quota, limit_id, body.type, body.threshold_percent)
             await self._log("org_change_quota_limit", _limit_metadata(quota, limit))
         return await quotas.get_quota(self.conn, self.namespace.id, quota_id)
 
     async def delete_limit(self, quota_id: int, limit_id: int) -> None:
-        async with self.conn.transaction():
+        async with self._changing():
             quota = await quotas.get_quota(self.conn, self.namespace.id, quota_id)
             limit = await quotas.delete_limit(self.conn, quota, limit_id)
             await self._log("org_delete_quota_limit", _limit_metadata(quota, limit))

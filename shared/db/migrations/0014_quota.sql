@@ -46,6 +46,9 @@ CREATE TABLE quota_repository_blob (
     size           bigint NOT NULL CHECK (size >= 0),
     PRIMARY KEY (repository_id, digest)
 );
+-- Who counts a blob GC deleted (BlobsCollected.blobs_deleted): re-checked wherever it is counted.
+CREATE INDEX quota_namespace_blob_digest ON quota_namespace_blob (digest);
+CREATE INDEX quota_repository_blob_digest ON quota_repository_blob (digest);
 
 -- Limits a namespace's usage is at or over, so that each crossing is announced once; the row is
 -- removed when usage falls back under (re-arming it). threshold_bytes is the threshold announced.

@@ -1,0 +1,243 @@
+"""Garbage collection: one pass over 100,000 blobs of which half are garbage, and push latency while
+it runs against the same registry idle.
+
+Run from the repository root: `python bench/bench_gc.py [--blobs N] [--blob-bytes N]`. See
+bench/README.md for what is measured and how. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, the repository root is not on sys.path.
+sys.path.insert(0, str(REPOSITORY_ROOT))
+
+from bench.benchdb import bench_database  # noqa: E402
+from services.gc.passes import PassOptions, run_pass  # noqa: E402
+from shared.auth.accounts import create_user  # noqa: E402
+from shared.config import FilesystemLocation, Settings  # noqa: E402
+from shared.db import create_pool  # noqa: E402
+from shared.storage import Locations  # noqa: E402
+from shared.storage.paths import blob_path  # noqa: E402
+from tests.support.process import ServerProcess, free_port  # noqa: E402
+
+LAYERS_PER_MANIFEST = 10
+_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+_CONFIG = "application/vnd.oci.image.config.v1+json"
+# Long enough before the pass for PUSH_TEMP_TAG_EXPIRATION_SEC (one hour) to have passed.
+_AGE = timedelta(hours=2)
+
+
+@dataclass
+class Seeded:
+    repository_id: int
+    garbage_blobs: int
+    garbage_bytes: int
+
+
+def _digest(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _write_blobs(root: Path, contents: list[bytes]) -> list[str]:
+    digests = []
+    for data in contents:
+        digest = _digest(data)
+        path = root / blob_path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        digests.append(digest)
+    return digests
+
+
+async def _seed(conn: asyncpg.Connection, storage: Path, blobs: int, blob_bytes: int) -> Seeded:
+    """One repository: half the blobs in tagged manifests, half in untagged ones (the garbage)."""
+    namespace_id = await conn.fetchval("SELECT id FROM namespace WHERE name = 'bench'")
+    repository_id = await conn.fetchval(
+        "INSERT INTO repository (namespace_id, name) VALUES ($1, 'seeded') RETURNING id", namespace_id
+    )
+    padding = b"x" * max(blob_bytes - 16, 0)
+    contents = [f"{index:016d}".encode() + padding for index in range(blobs)]
+    digests = await asyncio.to_thread(_write_blobs, storage, contents)
+    created = datetime.now(UTC) - _AGE
+    await conn.copy_records_to_table(
+        "blob",
+        records=[(d, len(c), created) for d, c in zip(digests, contents, strict=True)],
+        columns=["digest", "size", "created_at"],
+    )
+    await conn.copy_records_to_table(
+        "blob_placement",
+        records=[(d, "local", created) for d in digests],
+        columns=["digest", "location", "created_at"],
+    )
+    await conn.copy_records_to_table(
+        "repository_blob",
+        records=[(repository_id, d, created, created) for d in digests],
+        columns=["repository_id", "digest", "created_at", "touched_at"],
+    )
+    manifests = []
+    links = []
+    tags = []
+    first_id = await conn.fetchval("SELECT nextval('manifest_id_seq')")
+    for number, start in enumerate(range(0, blobs, LAYERS_PER_MANIFEST)):
+        layers = digests[start : start + LAYERS_PER_MANIFEST]
+        body = json.dumps({"schemaVersion": 2, "mediaType": _OCI_MANIFEST, "layers": layers}).encode()
+        manifest_id = first_id + number
+        manifests.append((manifest_id, repository_id, _digest(body), _OCI_MANIFEST, len(body), body, created))
+        links += [(manifest_id, layer) for layer in layers]
+        if start < blobs // 2:
+            tags.append((repository_id, f"t{number}", manifest_id, created))
+    await conn.copy_records_to_table(
+        "manifest",
+        records=manifests,
+        columns=["id", "repository_id", "digest", "media_type", "size", "content", "created_at"],
+    )
+    await conn.execute("SELECT setval('manifest_id_seq', $1)", first_id + len(manifests))
+    await conn.copy_records_to_table("manifest_blob", records=links, columns=["manifest_id", "digest"])
+    await conn.copy_records_to_table(
+        "tag", records=tags, columns=["repository_id", "name", "manifest_id", "lifetime_start"]
+    )
+    await conn.execute("ANALYZE")
+    garbage = blobs - blobs // 2
+    return Seeded(repository_id, garbage, sum(len(c) for c in contents[blobs // 2 :]))
+
+
+async def _push(client: httpx.AsyncClient, number: int) -> float:
+    """One small image pushed (config, layer, manifest); its seconds."""
+    layer = os.urandom(512)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "n": number}).encode()
+    started = time.perf_counter()
+    for blob in (config, layer):
+        uploaded = await client.post(
+            "/v2/bench/pushed/blobs/uploads/", params={"digest": _digest(blob)}, content=blob
+        )
+        uploaded.raise_for_status()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": _OCI_MANIFEST,
+        "config": {"mediaType": _CONFIG, "digest": _digest(config), "size": len(config)},
+        "layers": [{"mediaType": _LAYER, "digest": _digest(layer), "size": len(layer)}],
+    }
+    put = await client.put(
+        f"/v2/bench/pushed/manifests/p{number}",
+        content=json.dumps(manifest),
+        headers={"Content-Type": _OCI_MANIFEST},
+    )
+    put.raise_for_status()
+    return time.perf_counter() - started
+
+
+async def _pushes_until(
+    client: httpx.AsyncClient, stop: asyncio.Event, first: int, at_least: int
+) -> list[float]:
+    latencies: list[float] = []
+    while not stop.is_set() or len(latencies) < at_least:
+        latencies.append(await _push(client, first + len(latencies)))
+    return latencies
+
+
+def _p99(latencies: list[float]) -> float:
+    return statistics.quantiles(latencies, n=100)[98] * 1000
+
+
+async def bench(blobs: int, blob_bytes: int, idle_pushes: int) -> None:
+    async with bench_database() as dsn:
+        folder = Path(tempfile.mkdtemp(prefix="qs-bench-gc-"))
+        storage = folder / "storage"
+        settings = Settings(
+            database_url=dsn,
+            storage_locations={"local": FilesystemLocation(root=str(storage))},
+            storage_preference=["local"],
+            token_secret=uuid.uuid4().hex,
+        )
+        pool = await create_pool(dsn, max_size=4)
+        locations = await Locations.open(settings)
+        port = free_port()
+        env = {key: value for key, value in os.environ.items() if not key.startswith("QUAYSIDE_")}
+        env |= {
+            "QUAYSIDE_DATABASE_URL": dsn,
+            "QUAYSIDE_STORAGE_LOCATIONS": json.dumps(
+                {"local": {"driver": "filesystem", "root": str(storage)}}
+            ),
+            "QUAYSIDE_STORAGE_PREFERENCE": "local",
+            "QUAYSIDE_TOKEN_SECRET": settings.token_secret,
+            "QUAYSIDE_LISTEN": f"127.0.0.1:{port}",
+        }
+        server = await ServerProcess.start([sys.executable, "-m", "services.registry"], env, REPOSITORY_ROOT)
+        try:
+            async with pool.acquire() as conn:
+                await create_user(conn, "bench", "bench-password")
+                print(f"seeding {blobs} blobs of {blob_bytes} bytes …", flush=True)
+                seeded = await _seed(conn, storage, blobs, blob_bytes)
+            url = f"http://127.0.0.1:{port}"
+            await server.wait_until_serving(f"{url}/v2/", accepted=frozenset({200, 401}))
+            async with httpx.AsyncClient(
+                base_url=url, auth=("bench", "bench-password"), timeout=60
+            ) as client:
+                await _push(client, -1)  # warm-up: repository, credentials cache
+                idle_stop = asyncio.Event()
+                idle_stop.set()
+                idle = await _pushes_until(client, idle_stop, 0, idle_pushes)
+                during_stop = asyncio.Event()
+                pushing = asyncio.create_task(_pushes_until(client, during_stop, idle_pushes, 20))
+                started = time.perf_counter()
+                outcome = await run_pass(pool, locations, settings, PassOptions())
+                elapsed = time.perf_counter() - started
+                during_stop.set()
+                during = await pushing
+        finally:
+            await server.stop()
+            await locations.close()
+            await pool.close()
+        assert outcome.record is not None, outcome.reason
+        record = outcome.record
+        rows = sum(record.rows_by_table.values())
+        ratio = _p99(during) / _p99(idle)
+        lines = [
+            ("blobs in the registry", f"{blobs}", ""),
+            ("garbage blobs deleted", f"{record.blobs_deleted} of {seeded.garbage_blobs}", "all"),
+            ("manifests deleted", f"{record.manifests_deleted}", ""),
+            ("pass time s", f"{elapsed:.2f}", ""),
+            ("rows deleted", f"{rows}", ""),
+            ("rows/s", f"{rows / elapsed:,.0f}", ""),
+            ("bytes reclaimed", f"{record.bytes_reclaimed} of {seeded.garbage_bytes}", "all"),
+            ("bytes/s", f"{record.bytes_reclaimed / elapsed / 1e6:,.1f} MB/s", ""),
+            ("blobs/s", f"{record.blobs_deleted / elapsed:,.0f}", ""),
+            (f"push p99 ms idle ({len(idle)} pushes)", f"{_p99(idle):.1f}", ""),
+            (f"push p99 ms during the pass ({len(during)} pushes)", f"{_p99(during):.1f}", ""),
+            ("push p99 during / idle", f"{ratio:.2f}x", "<= 1.2x"),
+        ]
+        width = max(len(line[0]) for line in lines)
+        print(f"\n{'metric':<{width}}  {'value':>24}  target")
+        for name, value, target in lines:
+            print(f"{name:<{width}}  {value:>24}  {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blobs", type=int, default=100_000)
+    parser.add_argument("--blob-bytes", type=int, default=1024)
+    parser.add_argument("--idle-pushes", type=int, default=200)
+    arguments = parser.parse_args()
+    asyncio.run(bench(arguments.blobs, arguments.blob_bytes, arguments.idle_pushes))
+
+
+if __name__ == "__main__":
+    main()
