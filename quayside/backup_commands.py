@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from pydantic import TypeAdapter
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 # quayside.cli imports this module for its commands; its names are used only when commands run.
 from quayside import cli, install
@@ -22,7 +22,7 @@ from quayside.backup.dump import Installation, take_backup
 from quayside.backup.restore import EMBEDDED_LOCATION, RestoreReport, restore_embedded, restore_server
 from shared.config import FilesystemLocation, Settings, StorageLocation
 
-backup_app = typer.Typer()
+backup_app: typer.Typer = typer.Typer()
 _LOCATIONS = TypeAdapter(dict[str, StorageLocation])
 
 
@@ -48,7 +48,7 @@ class RichProgress:
             TimeElapsedColumn(),
             console=console,
         )
-        self._task: int | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> RichProgress:
         self._progress.start()

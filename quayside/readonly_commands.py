@@ -16,7 +16,7 @@ import typer
 from quayside import cli
 from shared.readonly_state import RegistryState, parse_duration, read_registry_state, set_registry_state
 
-readonly_app = typer.Typer(
+readonly_app: typer.Typer = typer.Typer(
     no_args_is_help=True, help="Read-only maintenance mode: pulls work, writes are refused."
 )
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from shared.config import StorageLocation
 
-FORMAT = 1
+FORMAT: Literal[1] = 1
 # The row counts compared between a backup and its restore.
 COUNTED_TABLES = ("namespace", "app_user", "repository", "manifest", "tag", "blob", "manifest_blob")
 

@@ -23,7 +23,7 @@ from quayside.backup.archive import (
     NoProgress,
     Progress,
 )
-from quayside.backup.storage_copy import copy_blobs_out
+from quayside.backup.storage_copy import PlacedBlob, copy_blobs_out
 from quayside.backup.verify import verify_backup
 from shared.backup_lease import release_lease, renew_lease, take_lease
 
@@ -66,7 +66,7 @@ async def run_tool(command: list[str]) -> None:
 class Snapshot:
     consistency_point: datetime
     counts: dict[str, int]
-    blobs: dict[str, tuple[int, list[str]]]  # digest -> (size, locations holding it)
+    blobs: dict[str, PlacedBlob]
     unplaced: list[str]  # blobs manifests reference that no location holds (a damaged source)
 
 
@@ -103,7 +103,8 @@ async def dump_database(database_url: str, dump_file: Path, pg_bin_dir: str | No
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             snapshot_id = await conn.fetchval("SELECT pg_export_snapshot()")
             rows = await conn.fetch(
-                "SELECT b.digest, b.size, array_agg(p.location ORDER BY p.location) AS locations"
+                "SELECT b.digest, b.size, array_agg(p.location ORDER BY p.location) AS locations,"
+                " EXISTS (SELECT 1 FROM manifest_blob mb WHERE mb.digest = b.digest) AS referenced"
                 " FROM blob b JOIN blob_placement p ON p.digest = b.digest GROUP BY b.digest, b.size"
             )
             unplaced = await conn.fetch(
@@ -128,7 +129,12 @@ async def dump_database(database_url: str, dump_file: Path, pg_bin_dir: str | No
     return Snapshot(
         consistency_point=point,
         counts=counts,
-        blobs={row["digest"]: (row["size"], list(row["locations"])) for row in rows},
+        blobs={
+            row["digest"]: PlacedBlob(
+                size=row["size"], locations=list(row["locations"]), referenced=row["referenced"]
+            )
+            for row in rows
+        },
         unplaced=[row["digest"] for row in unplaced],
     )
 
@@ -151,14 +157,19 @@ async def take_backup(
                 f"the source installation lacks {len(snapshot.unplaced)} blobs its manifests reference,"
                 f" e.g. {snapshot.unplaced[0]}"
             )
-        blobs = [BlobEntry(digest=digest, size=size) for digest, (size, _) in sorted(snapshot.blobs.items())]
-        progress.phase("copying blobs", sum(blob.size for blob in blobs))
-        await copy_blobs_out(source.config, snapshot.blobs, folder, progress)
+        progress.phase("copying blobs", sum(blob.size for blob in snapshot.blobs.values()))
+        gone = set(await copy_blobs_out(source.config, snapshot.blobs, folder, progress))
+    blobs = [
+        BlobEntry(digest=digest, size=blob.size)
+        for digest, blob in sorted(snapshot.blobs.items())
+        if digest not in gone
+    ]
     manifest = BackupManifest(
         created_at=datetime.now(UTC),
         consistency_point=snapshot.consistency_point,
         source="embedded" if source.embedded else "server",
-        counts=snapshot.counts,
+        # The restore keeps the blob rows whose bytes are in the backup, and only those.
+        counts={**snapshot.counts, "blob": len(blobs)},
         blobs=blobs,
     )
     progress.phase("verifying the copy", manifest_bytes(manifest))

@@ -63,16 +63,19 @@ async def _restore_database(folder: BackupFolder, database_url: str, pg_bin_dir:
 
 
 async def _adopt_storage(database_url: str, manifest: BackupManifest, location: str) -> None:
-    """Placements as the target has them: every backed-up blob in its one location. Upload sessions
-    are dropped (their chunks are not backed up: clients restart those uploads), and so is the
-    backup's own lease."""
+    """Placements as the target has them: every backed-up blob in its one location; blob rows whose
+    bytes are not in the backup (unreferenced blobs collected while it ran) go. Upload sessions are
+    dropped (their chunks are not backed up: clients restart those uploads), and so is the backup's
+    own lease."""
+    digests = [blob.digest for blob in manifest.blobs]
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
+            await conn.execute("DELETE FROM blob WHERE NOT (digest = ANY($1::text[]))", digests)
             await conn.execute("DELETE FROM blob_placement")
             await conn.execute(
                 "INSERT INTO blob_placement (digest, location) SELECT unnest($1::text[]), $2",
-                [blob.digest for blob in manifest.blobs],
+                digests,
                 location,
             )
             await conn.execute("DELETE FROM upload")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from quayside.backup.archive import BackupError, BackupFolder, BlobEntry, InstallConfig, Progress
 from shared.config import Settings
 from shared.oci.digest import new_hasher, parse_digest
-from shared.storage import FilesystemDriver, Locations, StorageDriver, StorageError
+from shared.storage import FilesystemDriver, Locations, PathNotFoundError, StorageDriver, StorageError
 from shared.storage.paths import blob_path
 
 # Blobs copied at once: enough to hide S3 latency, few enough for a small machine.
@@ -22,6 +23,14 @@ _THREAD_HASH_BYTES = 64 * 1024
 
 class CopyFailedError(BackupError):
     pass
+
+
+@dataclass
+class PlacedBlob:
+    size: int
+    locations: list[str]
+    # A manifest references it; an unreferenced blob may be collected while the backup runs.
+    referenced: bool
 
 
 @contextlib.asynccontextmanager
@@ -73,35 +82,43 @@ async def copy_blob(source: StorageDriver, target: StorageDriver, digest: str, s
 
 
 async def copy_blobs_out(
-    config: InstallConfig,
-    blobs: dict[str, tuple[int, list[str]]],
-    folder: BackupFolder,
-    progress: Progress,
-) -> None:
+    config: InstallConfig, blobs: dict[str, PlacedBlob], folder: BackupFolder, progress: Progress
+) -> list[str]:
     """Copy every blob into the backup folder, from the first location (by preference) that holds a
-    good copy; CopyFailedError when none does."""
+    good copy. A referenced blob without one is a CopyFailedError; an unreferenced one that is gone
+    everywhere (collected meanwhile) is left out: the digests left out."""
     target = backup_driver(folder)
     semaphore = asyncio.Semaphore(_CONCURRENT_COPIES)
+    left_out: list[str] = []
     async with opened_locations(config) as locations:
         order = locations.order
 
-        async def copy(digest: str, size: int, placed: list[str]) -> None:
-            candidates = [name for name in order if name in placed]
+        async def copy(digest: str, blob: PlacedBlob) -> None:
+            candidates = [name for name in order if name in blob.locations]
+            errors: list[str] = []
+            missing = 0
             async with semaphore:
-                errors = []
                 for name in candidates:
                     try:
-                        await copy_blob(locations.driver(name), target, digest, size)
+                        await copy_blob(locations.driver(name), target, digest, blob.size)
+                    except PathNotFoundError as error:
+                        missing += 1
+                        errors.append(f"{name}: {error}")
+                        continue
                     except (StorageError, CopyFailedError) as error:
                         errors.append(f"{name}: {error}")
                         continue
-                    progress.advance(size)
+                    progress.advance(blob.size)
                     return
+            if not blob.referenced and candidates and missing == len(candidates):
+                left_out.append(digest)
+                return
             raise CopyFailedError(
                 f"no good copy of {digest} ({'; '.join(errors) or 'no configured location'})"
             )
 
-        await run_all(copy(digest, size, placed) for digest, (size, placed) in blobs.items())
+        await run_all(copy(digest, blob) for digest, blob in blobs.items())
+    return left_out
 
 
 async def copy_blobs_in(

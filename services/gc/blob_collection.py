@@ -35,8 +35,12 @@ _UNREFERENCED = (
     " AND NOT EXISTS (SELECT 1 FROM repository_blob rb WHERE rb.digest = b.digest AND rb.touched_at > $2)"
     " AND b.created_at <= $2"
 )
+# The unreferenced blobs among the next $3 in digest order after $1 (a range of the primary key,
+# whatever the planner thinks of the anti-joins), and where that range ends.
 _CANDIDATES = (
-    f"SELECT b.digest FROM blob b WHERE b.digest > $1 AND {_UNREFERENCED} ORDER BY b.digest LIMIT $3"
+    "WITH slice AS MATERIALIZED (SELECT digest, created_at FROM blob WHERE digest > $1 ORDER BY digest LIMIT $3)"
+    " SELECT (SELECT max(digest) FROM slice),"
+    f" ARRAY(SELECT b.digest FROM slice b WHERE {_UNREFERENCED} ORDER BY b.digest)"
 )
 _PLACEMENTS = "SELECT digest, location FROM blob_placement WHERE digest = ANY($1::text[])"
 _DELETE = (
@@ -59,12 +63,11 @@ async def collect_blobs(
     transaction (which the dry pass rolls back), and no bytes."""
     if not dry_run:
         await finish_interrupted_deletions(conn, locations)
-    after = ""
-    while True:
-        candidates = [row[0] for row in await conn.fetch(_CANDIDATES, after, cutoff, BATCH)]
+    after: str | None = ""
+    while after is not None:
+        after, candidates = await conn.fetchrow(_CANDIDATES, after, cutoff, BATCH)
         if not candidates:
-            return
-        after = candidates[-1]
+            continue
         if dry_run:
             async with conn.transaction():
                 await _delete_rows(conn, tally, candidates, cutoff, dry_run=True)

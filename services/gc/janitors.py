@@ -62,10 +62,6 @@ class JanitorReport(BaseModel):
     processed_events: int = 0
     bytes_by_location: dict[str, int] = Field(default_factory=dict)
 
-    @property
-    def bytes_deleted(self) -> int:
-        return sum(self.bytes_by_location.values())
-
 
 async def run_janitors(
     pool: asyncpg.Pool,
@@ -190,7 +186,8 @@ async def _orphan_folders(
 
 
 class _Retention(BaseModel):
-    """Rows older than $1: how to count them, and how to delete the oldest $2 of them."""
+    """Rows older than $1: how to count them, and how to delete the oldest $2 of them (by key from
+    an array, so that the deletion reads the batch's rows only, never the whole table)."""
 
     count: str
     delete: str
@@ -198,13 +195,13 @@ class _Retention(BaseModel):
 
 _OUTBOX = _Retention(
     count="SELECT count(*) FROM event_outbox WHERE published_at IS NOT NULL AND published_at < $1",
-    delete="DELETE FROM event_outbox WHERE id IN (SELECT id FROM event_outbox"
-    " WHERE published_at IS NOT NULL AND published_at < $1 ORDER BY published_at, id LIMIT $2)",
+    delete="DELETE FROM event_outbox WHERE id = ANY(ARRAY(SELECT id FROM event_outbox"
+    " WHERE published_at IS NOT NULL AND published_at < $1 ORDER BY published_at, id LIMIT $2))",
 )
 _PROCESSED = _Retention(
     count="SELECT count(*) FROM processed_event WHERE processed_at < $1",
-    delete="DELETE FROM processed_event WHERE (consumer, event_id) IN (SELECT consumer, event_id"
-    " FROM processed_event WHERE processed_at < $1 ORDER BY processed_at LIMIT $2)",
+    delete="DELETE FROM processed_event WHERE ctid = ANY(ARRAY(SELECT ctid"
+    " FROM processed_event WHERE processed_at < $1 ORDER BY processed_at LIMIT $2))",
 )
 
 

@@ -21,7 +21,7 @@ _stubs: dict[asyncio.AbstractEventLoop, str] = {}
 
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
+    await reader.read(65536)  # a request, or a TLS hello (answered in plain HTTP all the same)
     writer.write(_STUB_RESPONSE)
     await writer.drain()
     writer.close()

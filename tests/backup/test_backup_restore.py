@@ -33,6 +33,7 @@ from tests.support.registry_app import running_registry
 from tests.support.waiting import wait_until
 
 CLIENTS = 4
+COLLECTED = "sha256:" + "ab" * 32
 
 
 @dataclass
@@ -114,6 +115,10 @@ async def test_server_database_and_s3_backup_while_pushing_restores_every_acknow
             storage_preference=settings.storage_preference,
         )
         source = Installation(database_url=database_url, config=config, embedded=False)
+        # An unreferenced blob whose bytes are gone, as when GC collects it during the backup.
+        async with registry.context.pool.acquire() as conn:
+            await conn.execute("INSERT INTO blob (digest, size) VALUES ($1, 5)", COLLECTED)
+            await conn.execute("INSERT INTO blob_placement (digest, location) VALUES ($1, 's3')", COLLECTED)
         async with pushers.running():
             await wait_until(lambda: len(pushers.done) >= 2 * CLIENTS)
             manifest = await take_backup(source, BackupFolder(tmp_path / "backup"))
@@ -130,6 +135,7 @@ async def test_server_database_and_s3_backup_while_pushing_restores_every_acknow
     assert result.stdout.startswith("restored and verified"), result.stdout
     assert "blobs in location eu" in result.stdout
     assert manifest.counts["manifest"] >= len(before)
+    assert COLLECTED not in {blob.digest for blob in manifest.blobs}
 
     restored = settings.model_copy(
         update={
@@ -140,6 +146,10 @@ async def test_server_database_and_s3_backup_while_pushing_restores_every_acknow
     )
     async with running_registry(restored) as registry:
         await _pull_back(registry, owner, pushers.repo, before)
+        assert (
+            await registry.context.pool.fetchval("SELECT count(*) FROM blob WHERE digest = $1", COLLECTED)
+            == 0
+        )
         async with registry.client(owner) as client:
             pushed_again = await push_image(client, pushers.repo, random_image(), "after-restore")
     assert pushed_again

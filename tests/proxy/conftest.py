@@ -2,8 +2,8 @@
 (Debian's docker-registry, tests.fixtures.upstream) reached through a TCP proxy the test can stop
 (tests.support.tcpproxy) and a proxy counting every request the upstream gets.
 
-Starting a registry process and an upstream takes seconds on a busy machine, so a module's tests
-share one of each; every test gets its own cache organization, upstream repositories named for it,
+Starting a registry process and an upstream takes seconds on a busy machine, so the package's
+tests share one of each; every test gets its own cache organization, upstream repositories named for it,
 and its own proxies, so no test depends on another's leftovers.
 """
 
@@ -142,35 +142,30 @@ class Cache:
         return await manifest_digest(self.reference(repository, tag), f"--creds={self.creds}")
 
 
-@pytest.fixture(scope="module")
-async def module_database_url(template_database: str) -> AsyncIterator[str]:
+@pytest.fixture(scope="package")
+async def shared_database_url(template_database: str) -> AsyncIterator[str]:
     name = await copy_of_template(template_database, "qs_proxy")
     yield f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
     await drop_database(name)
 
 
-@pytest.fixture(scope="module")
-def module_registry_env() -> dict[str, str]:
-    """Extra environment of the module's registry; a module overrides it (more HTTP processes)."""
-    return {}
-
-
-@pytest.fixture(scope="module")
-async def module_registry(
-    module_database_url: str, tmp_path_factory: pytest.TempPathFactory, module_registry_env: dict[str, str]
+@pytest.fixture(scope="package")
+async def shared_registry(
+    shared_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LiveRegistry]:
+    """The registry of every proxy test, with two HTTP processes (coalescing works across them)."""
     root = tmp_path_factory.mktemp("proxy-registry")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = server_environment(module_database_url, root / "storage", port, module_registry_env)
+    env = server_environment(shared_database_url, root / "storage", port, {"QUAYSIDE_HTTP_PROCESSES": "2"})
     server = await ServerProcess.start([sys.executable, "-m", "services.registry"], env, REPOSITORY_ROOT)
-    async with serving_registry(server, url, port, module_database_url, root / "storage") as registry:
+    async with serving_registry(server, url, port, shared_database_url, root / "storage") as registry:
         await server.wait_until_serving(f"{url}/v2/", accepted=frozenset({200, 401}))
         yield registry
 
 
-@pytest.fixture(scope="module")
-async def module_upstream(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Upstream]:
+@pytest.fixture(scope="package")
+async def shared_upstream(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Upstream]:
     async with running_upstream(tmp_path_factory.mktemp("proxy-upstream")) as upstream:
         yield upstream
 
@@ -199,7 +194,7 @@ async def cache_of(
 
 @pytest.fixture
 async def cache(
-    module_registry: LiveRegistry, module_upstream: Upstream, tmp_path: Path
+    shared_registry: LiveRegistry, shared_upstream: Upstream, tmp_path: Path
 ) -> AsyncIterator[Cache]:
-    async with cache_of(module_registry, module_upstream, tmp_path / "images") as running:
+    async with cache_of(shared_registry, shared_upstream, tmp_path / "images") as running:
         yield running

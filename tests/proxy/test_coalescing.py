@@ -1,4 +1,5 @@
-"""Concurrent misses of one image, spread over two registry HTTP processes: one upstream fetch each."""
+"""Concurrent misses of one image, spread over the registry's two HTTP processes: one upstream fetch
+each; and a miss streamed to its client while the upstream is still sending."""
 
 from __future__ import annotations
 
@@ -6,16 +7,9 @@ import asyncio
 import hashlib
 import json
 
-import pytest
-
 from tests.proxy.conftest import Cache
 
 PULLS = 20
-
-
-@pytest.fixture(scope="module")
-def module_registry_env() -> dict[str, str]:
-    return {"QUAYSIDE_HTTP_PROCESSES": "2"}
 
 
 async def _pull(cache: Cache, name: str) -> set[str]:

@@ -22,11 +22,11 @@ async def auth_upstream(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 
 
 async def test_right_credentials_pull_through(
-    module_registry: LiveRegistry, auth_upstream: Upstream, tmp_path: Path
+    shared_registry: LiveRegistry, auth_upstream: Upstream, tmp_path: Path
 ) -> None:
     username, password = CREDENTIALS
     fields = {"upstream_registry_username": username, "upstream_registry_password": password}
-    async with cache_of(module_registry, auth_upstream, tmp_path / "images", **fields) as cache:
+    async with cache_of(shared_registry, auth_upstream, tmp_path / "images", **fields) as cache:
         pushed = await cache.push_image("app", "v1")
         assert await cache.pull("app", "v1", tmp_path / "pulled") == pushed
         async with cache.client() as client:
@@ -36,7 +36,7 @@ async def test_right_credentials_pull_through(
             "expiration_s": 86400,
             "insecure": True,
         }
-        stored = await module_registry.pool.fetchrow(
+        stored = await shared_registry.pool.fetchrow(
             "SELECT c.username_encrypted, c.password_encrypted FROM proxy_cache_config c"
             " JOIN namespace n ON n.id = c.namespace_id WHERE n.name = $1",
             cache.org,
@@ -45,10 +45,10 @@ async def test_right_credentials_pull_through(
 
 
 async def test_wrong_credentials_answer_unauthorized_and_cache_nothing(
-    module_registry: LiveRegistry, auth_upstream: Upstream, tmp_path: Path
+    shared_registry: LiveRegistry, auth_upstream: Upstream, tmp_path: Path
 ) -> None:
     fields = {"upstream_registry_username": CREDENTIALS[0], "upstream_registry_password": "wrong"}
-    async with cache_of(module_registry, auth_upstream, tmp_path / "images", **fields) as cache:
+    async with cache_of(shared_registry, auth_upstream, tmp_path / "images", **fields) as cache:
         await cache.push_image("app", "v1")
         async with cache.client() as client:
             refused = await client.get(f"/v2/{cache.path('app')}/manifests/v1")
@@ -63,7 +63,7 @@ async def test_wrong_credentials_answer_unauthorized_and_cache_nothing(
             )
         assert refused.status_code == 401
         assert refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
-        cached = await module_registry.pool.fetchval(
+        cached = await shared_registry.pool.fetchval(
             "SELECT count(*) FROM manifest m JOIN repository r ON r.id = m.repository_id"
             " JOIN namespace n ON n.id = r.namespace_id WHERE n.name = $1",
             cache.org,

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from services.registry.domain import quota_management
 from tests.fixtures.registry import Account, Registry, registry_settings
@@ -191,6 +193,16 @@ async def test_bad_input_and_other_callers_are_refused_in_quays_shape_and_change
     async with registry.client() as anonymous:
         assert_quay_error(await anonymous.post(base, json={"limit_bytes": 5}), 401)
     assert await quota_rows(registry) == before
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.text(max_size=40))
+def test_any_text_parses_to_a_bounded_size_or_a_quota_error(text: str) -> None:
+    try:
+        size = quota_management.parse_size(text)
+    except quota_management.QuotaError:
+        return
+    assert 1 <= size <= quota_management.MAX_LIMIT_BYTES
 
 
 def test_sizes_parse_as_quay_writes_them() -> None:

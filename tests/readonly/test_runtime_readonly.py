@@ -4,16 +4,21 @@ every registry process honours it within seconds, pulls keep working, mirror syn
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
+from quayside import cli
 from services.registry.readonly import READ_ONLY_MESSAGE
-from tests.cli.helpers import clean_env, quayside
+from shared.readonly_state import read_registry_state
 from tests.fixtures.live_registry import REPOSITORY_ROOT, LiveRegistry, server_environment, serving_registry
 from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.fixtures.upstream import ImageFactory, Upstream
@@ -79,7 +84,7 @@ async def test_switch_reaches_every_registry_process_pulls_work_and_off_restores
     assert switched.json()["changed_by"] == admin.username
 
     for registry in (live_registry, second_registry):
-        await wait_until(lambda r=registry: _push_refused(r, owner, repo), SWITCH_WITHIN_S)
+        await wait_until(functools.partial(_push_refused, registry, owner, repo), SWITCH_WITHIN_S)
         async with _client(registry, owner) as client:
             pulled = await client.get(f"/v2/{repo}/manifests/v1")
             api_write = await client.put(f"/api/v1/repository/{repo}", json={"description": "x"})
@@ -99,7 +104,7 @@ async def test_switch_reaches_every_registry_process_pulls_work_and_off_restores
     assert off.status_code == 200
     assert off.json()["read_only"] is False
     for registry in (live_registry, second_registry):
-        await wait_until(lambda r=registry: _push_accepted(r, owner, repo), SWITCH_WITHIN_S)
+        await wait_until(functools.partial(_push_accepted, registry, owner, repo), SWITCH_WITHIN_S)
     kinds = await live_registry.pool.fetch(
         "SELECT kind, performer_name FROM log_entry WHERE kind LIKE 'registry_read_only_%' ORDER BY id"
     )
@@ -206,14 +211,25 @@ async def test_the_environment_default_still_forces_read_only(database_url: str,
     assert push.status_code == 405
 
 
+async def _readonly_command(database_url: str, *args: str) -> Result:
+    """`quayside readonly …` in-process (in a thread: the command runs its own event loop)."""
+    runner = CliRunner(env={"QUAYSIDE_DATABASE_URL": database_url})
+    return await asyncio.to_thread(runner.invoke, cli.app, ["readonly", *args])
+
+
 async def test_cli_switches_on_for_a_while_shows_status_and_off(database_url: str) -> None:
-    env = clean_env(QUAYSIDE_DATABASE_URL=database_url)
-    on = await quayside("readonly", "on", "--for", "2h", "--reason", "upgrade", env=env)
-    status = await quayside("readonly", "status", env=env)
-    bad = await quayside("readonly", "on", "--for", "soon", env=env)
-    off = await quayside("readonly", "off", env=env)
-    assert on.returncode == 0, on.stderr
+    on = await _readonly_command(database_url, "on", "--for", "2h", "--reason", "upgrade")
+    status = await _readonly_command(database_url, "status")
+    bad = await _readonly_command(database_url, "on", "--for", "soon")
+    conn = await asyncpg.connect(database_url)
+    try:
+        unchanged = await read_registry_state(conn, forced_by_config=False)
+    finally:
+        await conn.close()
+    off = await _readonly_command(database_url, "off")
+    assert on.exit_code == 0, on.output
     assert "read-only until" in on.stdout and "upgrade" in on.stdout
     assert status.stdout == on.stdout.removeprefix("now ")
-    assert bad.returncode == 2
+    assert bad.exit_code == 2
+    assert unchanged.read_only is True and unchanged.reason == "upgrade"
     assert off.stdout.startswith("now normal")

@@ -259,6 +259,7 @@ class ReportPosition(BaseModel):
 
     sort: ReportSort
     usage_bytes: int = Field(ge=0, le=2**63 - 1)
+    namespace_id: int = Field(ge=0, le=2**63 - 1)
     name: str = Field(max_length=255)
 
 
@@ -281,23 +282,34 @@ _REPORT_FILTERS: dict[ReportFilter, str] = {
         "r.quota_id IS NOT NULL AND r.reject_percent IS NULL AND r.usage_bytes >= r.limit_bytes"
     ),
 }
-_REPORT_ORDER: dict[ReportSort, tuple[str, str]] = {
-    # (the rows after the position: $3, $4 = usage, name, or $3 = name; their order)
-    "usage": ("(r.usage_bytes, r.name) < ($3::bigint, $4::text)", "r.usage_bytes DESC, r.name DESC"),
-    "name": ("r.name > $3::text", "r.name"),
+# Per sort: the rows read, the rows after the position ($3, $4 = usage, namespace id; or $3 = name)
+# and their order. By usage, the rows come from namespace_usage in (bytes, namespace_id) order, so
+# namespaces that never stored anything (no usage row) are listed by name only.
+_REPORT_SORTS: dict[ReportSort, tuple[str, str, str, str]] = {
+    "usage": (
+        "namespace_usage u JOIN namespace n ON n.id = u.namespace_id",
+        "u.bytes",
+        "(r.usage_bytes, r.namespace_id) < ($3::bigint, $4::bigint)",
+        "r.usage_bytes DESC, r.namespace_id DESC",
+    ),
+    "name": (
+        "namespace n LEFT JOIN namespace_usage u ON u.namespace_id = n.id",
+        "COALESCE(u.bytes, 0)",
+        "r.name > $3::text",
+        "r.name",
+    ),
 }
 _REPORT_ROWS = """
 WITH r AS (
-    SELECT n.name, n.kind, COALESCE(u.bytes, 0) AS usage_bytes, q.id AS quota_id,
+    SELECT n.id AS namespace_id, n.name, n.kind, {usage} AS usage_bytes, q.id AS quota_id,
            COALESCE(q.limit_bytes, $1::bigint) AS limit_bytes,
            CASE WHEN q.id IS NULL THEN 100
                 ELSE (SELECT min(l.threshold_percent) FROM quota_limit l
                       WHERE l.quota_id = q.id AND l.limit_type = 'Reject') END AS reject_percent,
            (SELECT max(l.threshold_percent) FROM quota_limit l
             WHERE l.quota_id = q.id AND l.limit_type = 'Warning'
-              AND COALESCE(u.bytes, 0) * 100 >= l.threshold_percent::bigint * q.limit_bytes) AS warning_percent
-    FROM namespace n
-    LEFT JOIN namespace_usage u ON u.namespace_id = n.id
+              AND {usage} * 100 >= l.threshold_percent::bigint * q.limit_bytes) AS warning_percent
+    FROM {rows}
     LEFT JOIN quota q ON q.namespace_id = n.id
     WHERE NOT n.marked_for_deletion
 )
@@ -325,16 +337,21 @@ async def quota_report(
     after: ReportPosition | None,
     limit: int,
 ) -> tuple[list[ReportEntry], ReportPosition | None]:
-    """One page of every live namespace's usage against its limits, biggest first (or by name), and
-    the position of the next page (None on the last)."""
-    keyset, order = _REPORT_ORDER[sort]
-    query = _REPORT_ROWS.format(keyset=keyset, filter=_REPORT_FILTERS[only], order=order)
+    """One page of the live namespaces' usage against their limits, biggest first (those that store
+    or stored something) or every namespace by name, and the position of the next page (None on
+    the last)."""
+    rows_read, usage, keyset, order = _REPORT_SORTS[sort]
+    query = _REPORT_ROWS.format(
+        rows=rows_read, usage=usage, keyset=keyset, filter=_REPORT_FILTERS[only], order=order
+    )
     # The first page starts before every row: no namespace uses 2^63 - 1 bytes or has an empty name.
-    start = after or ReportPosition(sort=sort, usage_bytes=2**63 - 1, name="")
-    keys = (start.usage_bytes, start.name) if sort == "usage" else (start.name,)
+    start = after or ReportPosition(sort=sort, usage_bytes=2**63 - 1, namespace_id=0, name="")
+    keys = (start.usage_bytes, start.namespace_id) if sort == "usage" else (start.name,)
     rows = await conn.fetch(query, default_reject_bytes, limit + 1, *keys)
     entries = []
+    last_id = 0
     for row in rows[:limit]:
+        last_id = row["namespace_id"]
         limit_bytes = row["limit_bytes"]
         reject_percent = row["reject_percent"] if limit_bytes is not None else None
         reject_bytes = limit_bytes * reject_percent // 100 if reject_percent is not None else None
@@ -352,4 +369,6 @@ async def quota_report(
     if len(rows) <= limit:
         return entries, None
     last = entries[-1]
-    return entries, ReportPosition(sort=sort, usage_bytes=last.usage_bytes, name=last.namespace)
+    return entries, ReportPosition(
+        sort=sort, usage_bytes=last.usage_bytes, namespace_id=last_id, name=last.namespace
+    )
