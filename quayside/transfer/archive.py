@@ -219,7 +219,6 @@ class ArchiveReader:
             self.members = {member.name: member for member in self._tar.getmembers() if member.isfile()}
         except (tarfile.TarError, OSError) as error:
             raise ArchiveError(f"{path} is not a readable tar archive: {error}") from error
-        self.path = path
 
     def close(self) -> None:
         self._tar.close()

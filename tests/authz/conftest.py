@@ -11,18 +11,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.authz.world import World, build_world
-from tests.fixtures.postgres import ADMIN_DSN, copy_of_template, drop_database
+from tests.fixtures.postgres import ADMIN_DSN, TemplateCopies
 from tests.fixtures.registry import registry_settings
 from tests.support.receivers import http_receiver
 from tests.support.registry_app import running_registry
 
 
 @pytest.fixture(scope="module")
-async def module_database_url(template_database: str) -> AsyncIterator[str]:
+async def module_database_url(template_copies: TemplateCopies) -> AsyncIterator[str]:
     """A migrated, empty database for the module's scenario."""
-    name = await copy_of_template(template_database, "qs_authz")
+    name = await template_copies.take()
     yield f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
-    await drop_database(name)
+    template_copies.release(name)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from services.registry.domain import repository_listing as listing
 from services.registry.domain.manifest_store import LIVE_TAGS
 from services.registry.domain.tag_lifecycle import HISTORY_QUERIES, HISTORY_START, HistoryVariant
 from services.registry.domain.usage_log_queries import LOG_COUNT_QUERIES, LOG_PAGE_QUERIES
-from tests.fixtures.postgres import _admin, _dsn_for
+from tests.fixtures.postgres import TemplateCopies, _dsn_for
 
 ROWS = 100_000
 PAGE = 101  # what the endpoints fetch for a page of 100: one more tells that more remain
@@ -110,16 +110,15 @@ async def _fill(conn: asyncpg.Connection) -> World:
 
 
 @pytest.fixture(scope="module")
-async def big_database(template_database: str) -> AsyncIterator[tuple[asyncpg.Connection, World]]:
+async def big_database(template_copies: TemplateCopies) -> AsyncIterator[tuple[asyncpg.Connection, World]]:
     """A database of the module's own, filled once: the tests only read it."""
-    name = f"qs_plans_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    name = await template_copies.take()
     conn = await asyncpg.connect(_dsn_for(name))
     try:
         yield conn, await _fill(conn)
     finally:
         await conn.close()
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        template_copies.release(name)
 
 
 @dataclass(frozen=True)

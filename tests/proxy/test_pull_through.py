@@ -136,3 +136,21 @@ async def test_push_into_cache_organization_is_denied(cache: Cache, tmp_path: Pa
     )
     assert not result.ok and "denied" in result.stderr.lower(), result.stderr
     assert await _stored_manifests(cache, "app") == set()
+
+
+async def test_fill_over_the_reject_limit_is_denied_and_caches_nothing(cache: Cache) -> None:
+    await cache.push_image("app", "v1")
+    async with cache.registry.pool.acquire() as conn:
+        quota_id = await conn.fetchval(
+            "INSERT INTO quota (namespace_id, limit_bytes) SELECT id, 1024 FROM namespace WHERE name = $1"
+            " RETURNING id",
+            cache.org,
+        )
+        await conn.execute(
+            "INSERT INTO quota_limit (quota_id, limit_type, threshold_percent) VALUES ($1, 'Reject', 100)",
+            quota_id,
+        )
+    async with cache.client() as client:
+        refused = await client.get(f"/v2/{cache.path('app')}/manifests/v1")
+    assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "DENIED"
+    assert await _stored_manifests(cache, "app") == set()

@@ -145,7 +145,8 @@ async def organization_quota_fields(
     }
 
 
-def _default_bytes(context: RegistryContext) -> int | None:
+def default_reject_bytes(context: RegistryContext) -> int | None:
+    """QUAYSIDE_DEFAULT_SYSTEM_REJECT_QUOTA_BYTES: the limit of namespaces without a quota."""
     return context.settings.default_system_reject_quota_bytes
 
 
@@ -159,7 +160,7 @@ class QuotaChanges:
         self.namespace = namespace
         self._caller = caller
         self._ip = client_ip(request)
-        self._default_reject_bytes = _default_bytes(request.app.state.context)
+        self._default_reject_bytes = default_reject_bytes(request.app.state.context)
 
     @contextlib.asynccontextmanager
     async def _changing(self) -> AsyncIterator[None]:
@@ -260,7 +261,7 @@ async def list_organization_quota(
     context: RegistryContext = Depends(get_context),
 ) -> list[dict[str, Any]]:
     """The organization's quota (Quay's listOrganizationQuota), or the system default."""
-    return await quota_list_view(conn, organization.id, _default_bytes(context))
+    return await quota_list_view(conn, organization.id, default_reject_bytes(context))
 
 
 @router.post(_ORGANIZATION_QUOTAS, status_code=201)
@@ -279,7 +280,7 @@ async def get_organization_quota(
     conn: asyncpg.Connection = Depends(db_connection),
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
-    return quota_view(await quotas.get_quota(conn, organization.id, quota_id), _default_bytes(context))
+    return quota_view(await quotas.get_quota(conn, organization.id, quota_id), default_reject_bytes(context))
 
 
 @router.put(_ORGANIZATION_QUOTA)
@@ -290,7 +291,7 @@ async def change_organization_quota(
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
     """Change the quota's limit (superusers)."""
-    return quota_view(await changes.change_quota(quota_id, body), _default_bytes(context))
+    return quota_view(await changes.change_quota(quota_id, body), default_reject_bytes(context))
 
 
 @router.delete(_ORGANIZATION_QUOTA, status_code=204)
@@ -341,7 +342,7 @@ async def change_organization_quota_limit(
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
     """Change a limit's type or threshold (superusers); answers the quota, as Quay."""
-    return quota_view(await changes.change_limit(quota_id, limit_id, body), _default_bytes(context))
+    return quota_view(await changes.change_limit(quota_id, limit_id, body), default_reject_bytes(context))
 
 
 @router.delete(f"{_ORGANIZATION_QUOTA}/limit/{{limit_id}}", status_code=204)
@@ -363,7 +364,7 @@ async def list_user_quota(
     conn: asyncpg.Connection = Depends(db_connection),
     context: RegistryContext = Depends(get_context),
 ) -> list[dict[str, Any]]:
-    return await quota_list_view(conn, caller_user(caller).namespace_id, _default_bytes(context))
+    return await quota_list_view(conn, caller_user(caller).namespace_id, default_reject_bytes(context))
 
 
 @router.get(_USER_QUOTA)
@@ -374,7 +375,7 @@ async def get_user_quota(
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
     quota = await quotas.get_quota(conn, caller_user(caller).namespace_id, quota_id)
-    return quota_view(quota, _default_bytes(context))
+    return quota_view(quota, default_reject_bytes(context))
 
 
 @router.get(f"{_USER_QUOTA}/limit")

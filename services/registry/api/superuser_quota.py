@@ -20,6 +20,7 @@ from services.registry.api.quota import (
     QuotaChanges,
     RowId,
     created,
+    default_reject_bytes,
     quota_errors_as_http,
     quota_list_view,
     quota_view,
@@ -63,22 +64,18 @@ async def _user_changes(
     return QuotaChanges(conn, request, caller, await _find_user_namespace(conn, namespace))
 
 
-def _default_bytes(context: RegistryContext) -> int | None:
-    return context.settings.default_system_reject_quota_bytes
-
-
 @router.get(_ORGANIZATION_QUOTAS)
 async def list_organization_quota_superuser(
     changes: QuotaChanges = Depends(_organization_changes), context: RegistryContext = Depends(get_context)
 ) -> list[dict[str, Any]]:
-    return await quota_list_view(changes.conn, changes.namespace.id, _default_bytes(context))
+    return await quota_list_view(changes.conn, changes.namespace.id, default_reject_bytes(context))
 
 
 @router.get(_USER_QUOTAS)
 async def list_user_quota_superuser(
     changes: QuotaChanges = Depends(_user_changes), context: RegistryContext = Depends(get_context)
 ) -> list[dict[str, Any]]:
-    return await quota_list_view(changes.conn, changes.namespace.id, _default_bytes(context))
+    return await quota_list_view(changes.conn, changes.namespace.id, default_reject_bytes(context))
 
 
 @router.post(_ORGANIZATION_QUOTAS, status_code=201)
@@ -104,7 +101,7 @@ async def change_organization_quota_superuser(
     changes: QuotaChanges = Depends(_organization_changes),
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
-    return quota_view(await changes.change_quota(quota_id, body), _default_bytes(context))
+    return quota_view(await changes.change_quota(quota_id, body), default_reject_bytes(context))
 
 
 @router.put(f"{_USER_QUOTAS}/{{quota_id}}")
@@ -114,7 +111,7 @@ async def change_user_quota_superuser(
     changes: QuotaChanges = Depends(_user_changes),
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
-    return quota_view(await changes.change_quota(quota_id, body), _default_bytes(context))
+    return quota_view(await changes.change_quota(quota_id, body), default_reject_bytes(context))
 
 
 @router.delete(f"{_ORGANIZATION_QUOTAS}/{{quota_id}}", status_code=204)
@@ -153,7 +150,12 @@ async def quota_report(
     if after is not None and after.sort != sort:
         raise bad_request("Invalid next_page token")
     entries, position = await quotas.quota_report(
-        conn, sort=sort, only=only, default_reject_bytes=_default_bytes(context), after=after, limit=limit
+        conn,
+        sort=sort,
+        only=only,
+        default_reject_bytes=default_reject_bytes(context),
+        after=after,
+        limit=limit,
     )
     answer: dict[str, Any] = {"namespaces": [entry.model_dump() for entry in entries]}
     if position is not None:

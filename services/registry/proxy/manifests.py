@@ -20,7 +20,7 @@ import asyncpg
 from fastapi import Request, Response
 
 from services.registry.context import RegistryContext
-from services.registry.domain import manifest_store
+from services.registry.domain import manifest_store, quota_enforcement
 from services.registry.domain.audit import client_ip
 from services.registry.domain.repositories import Repository, ensure_repository
 from services.registry.proxy import metrics
@@ -283,7 +283,16 @@ async def _store_with_children(
             await _store_with_children(context, upstream, repository, child, depth + 1)
     async with context.pool.acquire() as conn, conn.transaction():
         await _record_announced_blobs(conn, parsed)
+        # Charged against the organization's Reject limit as a push is (no eviction yet: refused).
+        charge = quota_enforcement.ManifestCharge(
+            conn, repository, parsed.blob_digests, context.settings.default_system_reject_quota_bytes
+        )
+        try:
+            await charge.check()
+        except quota_enforcement.QuotaExceededError as error:
+            raise RegistryError("DENIED", str(error), detail={"namespace": error.namespace}) from error
         await manifest_store.save_manifest(conn, repository.id, parsed, manifest.body)
+        await charge.commit()
 
 
 async def _record_announced_blobs(conn: asyncpg.Connection, parsed: ParsedManifest) -> None:
