@@ -157,7 +157,7 @@ def _p99(latencies: list[float]) -> float:
     return statistics.quantiles(latencies, n=100)[98] * 1000
 
 
-async def bench(blobs: int, blob_bytes: int, idle_pushes: int) -> None:
+async def bench(blobs: int, blob_bytes: int, idle_pushes: int, duty: float) -> None:
     async with bench_database() as dsn:
         folder = Path(tempfile.mkdtemp(prefix="qs-bench-gc-"))
         storage = folder / "storage"
@@ -166,6 +166,7 @@ async def bench(blobs: int, blob_bytes: int, idle_pushes: int) -> None:
             storage_locations={"local": FilesystemLocation(root=str(storage))},
             storage_preference=["local"],
             token_secret=uuid.uuid4().hex,
+            garbage_collection_duty=duty,
         )
         pool = await create_pool(dsn, max_size=4)
         locations = await Locations.open(settings)
@@ -212,6 +213,7 @@ async def bench(blobs: int, blob_bytes: int, idle_pushes: int) -> None:
         ratio = _p99(during) / _p99(idle)
         lines = [
             ("blobs in the registry", f"{blobs}", ""),
+            ("pass duty (share of time working)", f"{duty}", ""),
             ("garbage blobs deleted", f"{record.blobs_deleted} of {seeded.garbage_blobs}", "all"),
             ("manifests deleted", f"{record.manifests_deleted}", ""),
             ("pass time s", f"{elapsed:.2f}", ""),
@@ -235,8 +237,11 @@ def main() -> None:
     parser.add_argument("--blobs", type=int, default=100_000)
     parser.add_argument("--blob-bytes", type=int, default=1024)
     parser.add_argument("--idle-pushes", type=int, default=200)
+    parser.add_argument(
+        "--duty", type=float, default=0.5, help="QUAYSIDE_GARBAGE_COLLECTION_DUTY of the pass"
+    )
     arguments = parser.parse_args()
-    asyncio.run(bench(arguments.blobs, arguments.blob_bytes, arguments.idle_pushes))
+    asyncio.run(bench(arguments.blobs, arguments.blob_bytes, arguments.idle_pushes, arguments.duty))
 
 
 if __name__ == "__main__":

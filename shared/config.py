@@ -223,6 +223,8 @@ class Settings(BaseSettings):
     feature_repository_garbage_collection: bool = True
     garbage_collection_frequency: float = Field(default=30.0, gt=0, le=86_400)
     push_temp_tag_expiration_sec: int = Field(default=3600, ge=0, le=365 * 86_400)
+    # Share of a pass's wall time spent working: between batches it rests the rest (1: never rests).
+    garbage_collection_duty: float = Field(default=0.5, gt=0, le=1)
 
     @field_validator("storage_preference", mode="before")
     @classmethod

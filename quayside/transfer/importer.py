@@ -43,6 +43,7 @@ from quayside.transfer.archive import (
     ManifestRecord,
     RepositoryRecord,
     blob_member,
+    member_digest,
     parse_checksums,
 )
 from quayside.transfer.client import RegistryClient
@@ -181,7 +182,25 @@ def _verify_offline(
         name = blob_member(digest)
         if reader.has(name) and reader.size(name) != size:
             raise ArchiveError(f"{name} holds {reader.size(name)} bytes, the manifests say {size}")
+    for name in reader.members:
+        digest = member_digest(name)
+        if digest is not None and digest not in manifests:
+            _check_blob_content(reader, name, digest)
     return _Plan(repositories=repositories, blob_sizes=blob_sizes, manifests=manifests, base=metadata.base)
+
+
+def _check_blob_content(reader: ArchiveReader, name: str, digest: str) -> None:
+    """Hash a blob member whole before anything is written to the target, so a corrupt archive
+    leaves no trace there (no repository, no blob); the upload hashes it again as it streams."""
+    hasher = hashlib.sha256()
+    with reader.open(name) as stream:
+        while chunk := stream.read(CHUNK):
+            hasher.update(chunk)
+    if f"sha256:{hasher.hexdigest()}" != digest:
+        raise ArchiveError(
+            f"{name} does not match its digest (it hashes to sha256:{hasher.hexdigest()}):"
+            " the archive is corrupt or was altered; nothing was made visible"
+        )
 
 
 def _checked_manifest(

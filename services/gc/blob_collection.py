@@ -19,6 +19,7 @@ from datetime import datetime
 import asyncpg
 
 from services.gc.announcements import announce_blobs_deleted
+from services.gc.pacing import Pacer
 from services.gc.tally import DeletedBlob, PassTally
 from shared import blob_guard
 from shared.storage import Locations, PathNotFoundError, StorageError
@@ -56,6 +57,7 @@ async def collect_blobs(
     locations: Locations,
     tally: PassTally,
     cutoff: datetime,
+    pacer: Pacer,
     *,
     dry_run: bool,
 ) -> None:
@@ -68,6 +70,7 @@ async def collect_blobs(
         after, candidates = await conn.fetchrow(_CANDIDATES, after, cutoff, BATCH)
         if not candidates:
             continue
+        await pacer.pause()
         if dry_run:
             async with conn.transaction():
                 await _delete_rows(conn, tally, candidates, cutoff, dry_run=True)

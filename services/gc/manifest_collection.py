@@ -21,6 +21,7 @@ from datetime import datetime
 import asyncpg
 
 from services.gc.announcements import announce_manifests_removed, repository_names
+from services.gc.pacing import Pacer
 from services.gc.tally import DeletedManifest, PassTally
 
 BATCH = 500
@@ -64,7 +65,9 @@ _DELETE = (
 )
 
 
-async def collect_manifests(conn: asyncpg.Connection, tally: PassTally, cutoff: datetime) -> None:
+async def collect_manifests(
+    conn: asyncpg.Connection, tally: PassTally, cutoff: datetime, pacer: Pacer
+) -> None:
     """Delete every unreached manifest pushed before ``cutoff``, a batch per transaction."""
     after = 0
     while True:
@@ -72,6 +75,7 @@ async def collect_manifests(conn: asyncpg.Connection, tally: PassTally, cutoff: 
         if not candidates:
             return
         after = candidates[-1]["id"]
+        await pacer.pause()
         by_repository: dict[int, list[int]] = defaultdict(list)
         for row in candidates:
             by_repository[row["repository_id"]].append(row["id"])

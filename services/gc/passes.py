@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from services.gc import metrics
 from services.gc.blob_collection import collect_blobs
 from services.gc.manifest_collection import collect_manifests
+from services.gc.pacing import Pacer
 from services.gc.repository_purge import purge_namespaces, purge_repositories
 from services.gc.tag_purge import purge_tags
 from services.gc.tally import PassTally
@@ -149,9 +150,10 @@ async def _steps(
     if settings.feature_repository_garbage_collection:
         await purge_repositories(conn, tally)
     if settings.feature_garbage_collection:
+        pacer = Pacer(settings.garbage_collection_duty)
         await purge_tags(conn, tally, now)
-        await collect_manifests(conn, tally, cutoff)
-        await collect_blobs(conn, locations, tally, cutoff, dry_run=dry_run)
+        await collect_manifests(conn, tally, cutoff, pacer)
+        await collect_blobs(conn, locations, tally, cutoff, pacer, dry_run=dry_run)
 
 
 async def _finish(

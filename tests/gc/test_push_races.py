@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 
 from services.gc.blob_collection import collect_blobs
+from services.gc.pacing import Pacer
 from services.gc.tally import PassTally
 from shared import blob_guard
 from shared.oci.digest import digest_bytes
@@ -42,7 +43,7 @@ async def _delete_blob_while_holding_it(
     """As the collector does, on a session that already holds the digests' guards."""
     cutoff = await conn.fetchval("SELECT now()") + timedelta(seconds=1)
     tally = PassTally()
-    await collect_blobs(conn, registry.context.locations, tally, cutoff, dry_run=False)
+    await collect_blobs(conn, registry.context.locations, tally, cutoff, Pacer(1.0), dry_run=False)
     assert set(digests) <= {blob.digest for blob in tally.blobs}
 
 

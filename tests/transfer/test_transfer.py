@@ -177,6 +177,8 @@ async def test_flipped_byte_missing_blob_and_bad_signature_are_refused(
     flip_byte(flipped, layer)
     message = await _refused(target_registry, target, flipped, (source.namespace, f"flipped{suffix}"))
     assert "does not match its digest" in message and layer in message
+    async with api(target_registry, target) as client:  # every blob hashed before anything was created
+        assert (await client.get(f"/api/v1/repository/flipped{suffix}/app")).status_code in (403, 404)
 
     missing = tmp_path / "missing.tar"
     rewrite(archive, missing, drop=layer)
