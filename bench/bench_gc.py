@@ -100,14 +100,16 @@ async def _seed(conn: asyncpg.Connection, storage: Path, blobs: int, blob_bytes:
         layers = digests[start : start + LAYERS_PER_MANIFEST]
         body = json.dumps({"schemaVersion": 2, "mediaType": _OCI_MANIFEST, "layers": layers}).encode()
         manifest_id = first_id + number
-        manifests.append((manifest_id, repository_id, _digest(body), _OCI_MANIFEST, len(body), body, created))
+        manifests.append(
+            (manifest_id, repository_id, _digest(body), _OCI_MANIFEST, len(body), body, created, created)
+        )
         links += [(manifest_id, layer) for layer in layers]
         if start < blobs // 2:
             tags.append((repository_id, f"t{number}", manifest_id, created))
     await conn.copy_records_to_table(
         "manifest",
         records=manifests,
-        columns=["id", "repository_id", "digest", "media_type", "size", "content", "created_at"],
+        columns=["id", "repository_id", "digest", "media_type", "size", "content", "created_at", "pushed_at"],
     )
     await conn.execute("SELECT setval('manifest_id_seq', $1)", first_id + len(manifests))
     await conn.copy_records_to_table("manifest_blob", records=links, columns=["manifest_id", "digest"])

@@ -106,16 +106,16 @@ async def read_registry_state(
     conn: asyncpg.Connection | asyncpg.Pool, *, forced_by_config: bool
 ) -> RegistryState:
     """The stored state; ``forced_by_config``: the asking process runs with QUAYSIDE_REGISTRY_STATE=readonly."""
+    # The row comes with migration 0018; a database that lost it reads as never switched.
     row = await conn.fetchrow(
-        "SELECT read_only AND (expires_at IS NULL OR expires_at > now()) AS effective, reason,"
-        " expires_at, changed_by, changed_at FROM registry_state WHERE id"
+        "SELECT coalesce(s.read_only AND (s.expires_at IS NULL OR s.expires_at > now()), false) AS effective,"
+        " coalesce(s.reason, '') AS reason, s.expires_at, s.changed_by, coalesce(s.changed_at, now()) AS changed_at"
+        " FROM (VALUES (true)) AS one (id) LEFT JOIN registry_state s ON s.id"
     )
-    forced = forced_by_config
-    assert row is not None, "migration 0018 inserts the registry_state row"
     effective = bool(row["effective"])
     return RegistryState(
-        read_only=forced or effective,
-        forced_by_config=forced,
+        read_only=forced_by_config or effective,
+        forced_by_config=forced_by_config,
         reason=row["reason"] if effective else "",
         expires_at=row["expires_at"] if effective else None,
         changed_by=row["changed_by"],

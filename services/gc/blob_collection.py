@@ -22,6 +22,7 @@ from services.gc.announcements import announce_blobs_deleted
 from services.gc.pacing import Pacer
 from services.gc.tally import DeletedBlob, PassTally
 from shared import blob_guard
+from shared.backup_lease import backup_in_progress
 from shared.storage import Locations, PathNotFoundError, StorageError
 from shared.storage.paths import blob_path
 
@@ -90,8 +91,9 @@ async def collect_blobs(
 async def _delete_rows(
     conn: asyncpg.Connection, tally: PassTally, digests: list[str], cutoff: datetime, *, dry_run: bool
 ) -> list[DeletedBlob]:
-    """Re-check and delete the blobs' rows; record the deletion (blob_deletion, BlobsCollected)."""
-    if not digests:
+    """Re-check and delete the blobs' rows; record the deletion (blob_deletion, BlobsCollected).
+    Nothing while a backup holds its lease: the blobs of its dump must stay until it has copied them."""
+    if not digests or (not dry_run and await backup_in_progress(conn)):
         return []
     placed: dict[str, list[str]] = {}
     for row in await conn.fetch(_PLACEMENTS, digests):

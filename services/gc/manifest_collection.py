@@ -27,7 +27,7 @@ from services.gc.tally import DeletedManifest, PassTally
 BATCH = 500
 
 _CANDIDATES = (
-    "SELECT m.id, m.repository_id FROM manifest m WHERE m.id > $1 AND m.created_at <= $2"
+    "SELECT m.id, m.repository_id FROM manifest m WHERE m.id > $1 AND m.pushed_at <= $2"
     " AND NOT EXISTS (SELECT 1 FROM tag t WHERE t.manifest_id = m.id) ORDER BY m.id LIMIT $3"
 )
 
@@ -55,7 +55,7 @@ _LOCK = "SELECT id FROM manifest WHERE id = ANY($1::bigint[]) ORDER BY id FOR UP
 _BLOBS_OF = "SELECT manifest_id, digest FROM manifest_blob WHERE manifest_id = ANY($1::bigint[])"
 
 _DELETE = (
-    "DELETE FROM manifest m WHERE m.id = ANY($1::bigint[])"
+    "DELETE FROM manifest m WHERE m.id = ANY($1::bigint[]) AND m.pushed_at <= $2"
     " AND NOT EXISTS (SELECT 1 FROM tag t WHERE t.manifest_id = m.id)"
     " AND NOT EXISTS (SELECT 1 FROM manifest_child mc JOIN manifest p ON p.id = mc.manifest_id"
     "  WHERE mc.child_digest = m.digest AND p.repository_id = m.repository_id AND p.id <> ALL($1::bigint[]))"
@@ -83,10 +83,10 @@ async def collect_manifests(
         for repository_id, ids in by_repository.items():
             unreached += [row[0] for row in await conn.fetch(_UNREACHED, repository_id, ids)]
         if unreached:
-            await _delete(conn, tally, unreached)
+            await _delete(conn, tally, unreached, cutoff)
 
 
-async def _delete(conn: asyncpg.Connection, tally: PassTally, unreached: list[int]) -> None:
+async def _delete(conn: asyncpg.Connection, tally: PassTally, unreached: list[int], cutoff: datetime) -> None:
     async with conn.transaction():
         locked = [row[0] for row in await conn.fetch(_LOCK, unreached)]
         if not locked:
@@ -94,7 +94,7 @@ async def _delete(conn: asyncpg.Connection, tally: PassTally, unreached: list[in
         blobs: dict[int, set[str]] = defaultdict(set)
         for row in await conn.fetch(_BLOBS_OF, locked):
             blobs[row[0]].add(row[1])
-        deleted = await conn.fetch(_DELETE, locked)
+        deleted = await conn.fetch(_DELETE, locked, cutoff)
         if not deleted:
             return
         used: dict[int, set[str]] = defaultdict(set)

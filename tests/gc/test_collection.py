@@ -175,3 +175,23 @@ async def test_deleted_repositories_and_organizations_are_purged_and_their_bytes
     assert {digest for _, digest in consistency.stored} == {
         digest_bytes(blob) for blob in (kept.config, *kept.layers)
     }
+
+
+async def test_a_manifest_pushed_again_by_digest_is_kept_for_the_index_that_follows(
+    registry: Registry, collector: Collector, owner: Account
+) -> None:
+    name = f"{owner.username}/multi"
+    child = random_image()
+    async with registry.client(owner) as client:
+        await push_image(client, name, child, child.digest)
+        async with registry.context.pool.acquire() as conn:
+            # Pushed long ago, nothing reaches it: garbage, until it is pushed again.
+            await conn.execute("UPDATE manifest SET pushed_at = now() - interval '2 hours'")
+            await conn.execute("UPDATE blob SET created_at = now() - interval '2 hours'")
+            await conn.execute("UPDATE repository_blob SET touched_at = now() - interval '2 hours'")
+        assert (await put_manifest(client, name, child.digest, child.manifest)).status_code == 201
+        kept = await collector.run(grace_s=3600)
+        assert kept.tally.manifests == [] and kept.tally.blobs == []
+        index = index_of(child)
+        assert (await put_manifest(client, name, "latest", index, OCI_INDEX)).status_code == 201
+        assert await _pulls(client, name, child.digest, child)

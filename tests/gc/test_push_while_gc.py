@@ -144,7 +144,10 @@ async def test_pushes_deletions_and_passes_at_once_lose_nothing_and_leave_nothin
     async with live_registry.pool.acquire() as conn:
         namespace_id = await conn.fetchval("SELECT id FROM namespace WHERE name = $1", owner.username)
         await set_time_machine_window(conn, namespace_id, 0)
-    settings = registry_settings(live_registry.database_url, live_registry.storage_root)
+    # Passes that never rest between batches: as much competition as possible.
+    settings = registry_settings(
+        live_registry.database_url, live_registry.storage_root, garbage_collection_duty=1.0
+    )
     counts = Counts()
     done = asyncio.Event()
     async with (

@@ -3,11 +3,14 @@ switches that turn each kind of collection off."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 from prometheus_client import REGISTRY
 
 from services.gc.app import create_app
 from services.gc.passes import PassOptions, run_pass
+from shared.backup_lease import release_lease, take_lease
 from shared.oci.digest import digest_bytes
 from tests.fixtures.registry import Account, Registry
 from tests.gc.conftest import Collector
@@ -143,3 +146,20 @@ async def test_switched_off_kinds_are_left_alone_and_read_only_mode_stops_every_
     done = await run_pass(context.pool, context.locations, registry.settings, PassOptions(grace_s=0))
     assert done.tally.repositories_purged == 1
     assert [manifest.digest for manifest in done.tally.manifests] == [image.digest]
+
+
+async def test_no_blob_is_deleted_while_a_backup_holds_its_lease(
+    registry: Registry, collector: Collector, owner: Account
+) -> None:
+    image = random_image()
+    async with registry.client(owner) as client:
+        await push_image(client, f"{owner.username}/app", image, "v1")
+        await client.delete(f"/v2/{owner.username}/app/manifests/{image.digest}")
+    async with registry.context.pool.acquire() as conn:
+        lease = await take_lease(conn, "test backup", timedelta(minutes=5))
+    held = await collector.run()
+    assert held.tally.blobs == [] and len((await scan(registry)).blobs) == 3
+    async with registry.context.pool.acquire() as conn:
+        await release_lease(conn, lease)
+    freed = await collector.run()
+    assert len(freed.tally.blobs) == 3 and (await scan(registry)).stored == set()

@@ -31,6 +31,8 @@ _PATH = "/organization/{orgname}/proxycache"
 _MAX_EXPIRATION_S = 10 * 365 * 86_400
 # The repository named in the token scope of a validation (a registry's /v2/ check needs none).
 _VALIDATION_REPOSITORY = "library/validation"
+# A validation answers within seconds: an upstream slower than this to answer GET /v2/ fails it.
+_VALIDATION_TIMEOUT_S = 10.0
 
 
 class ProxyCacheBody(ApiModel):
@@ -138,22 +140,14 @@ async def delete_proxy_cache_config(
 
 async def _validate(body: ProxyCacheBody, context: RegistryContext) -> Response:
     upstream = body.checked_upstream()
-    reference = proxy_config.ProxyCacheConfig(
-        namespace_id=0,
-        namespace="",
-        upstream_registry=upstream,
-        username_encrypted=None,
-        password_encrypted=None,
-        expiration_s=body.expiration_s,
-        insecure=body.insecure,
-    ).upstream_reference(_VALIDATION_REPOSITORY)
+    reference = proxy_config.upstream_reference(upstream, _VALIDATION_REPOSITORY)
     client = UpstreamRegistry(
         reference,
         username=body.upstream_registry_username,
         password=body.upstream_registry_password,
         verify_tls=not body.insecure,
         proxy=ProxyConfig(),
-        timeout_s=context.settings.proxy_cache_upstream_timeout_s,
+        timeout_s=min(context.settings.proxy_cache_upstream_timeout_s, _VALIDATION_TIMEOUT_S),
     )
     try:
         async with client:

@@ -99,7 +99,7 @@ async def save_manifest(
         "INSERT INTO manifest (repository_id, digest, media_type, artifact_type, subject_digest,"
         " config_digest, annotations, size, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (repository_id, digest) DO UPDATE SET media_type = EXCLUDED.media_type,"
-        " artifact_type = EXCLUDED.artifact_type RETURNING id",
+        " artifact_type = EXCLUDED.artifact_type, pushed_at = now() RETURNING id",
         repository_id,
         manifest.digest,
         manifest.media_type,

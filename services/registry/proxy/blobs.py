@@ -26,7 +26,7 @@ from services.registry.domain.repositories import Repository
 from services.registry.proxy import metrics
 from services.registry.proxy.coalescing import Lead
 from services.registry.proxy.config import ProxyCacheConfig
-from services.registry.proxy.upstream import upstream_failure
+from services.registry.proxy.upstream import refuse_fills_while_read_only, upstream_failure
 from services.registry.v2.errors import RegistryError
 from shared.events.models import BlobPushed
 from shared.events.outbox import enqueue
@@ -36,7 +36,7 @@ from shared.storage.paths import blob_path, upload_chunk_path, upload_folder
 
 CACHE_HEADER = "X-Quayside-Cache"
 _QUEUE_CHUNKS = 16
-_HASH_BATCH_BYTES = 1024 * 1024
+_BATCH_BYTES = 1024 * 1024
 
 
 async def fill_missing_blob(
@@ -61,6 +61,7 @@ async def fill_missing_blob(
             return None
     metrics.MISSES.labels("blob").inc()
     try:
+        await refuse_fills_while_read_only(context.pool, context.settings)
         if request.method == "HEAD":
             async with context.proxy.clients.use(config, repository.name) as upstream:
                 size = await upstream.blob_size(digest)
@@ -176,18 +177,23 @@ async def _copy(
     received = 0
 
     async def verified() -> AsyncIterator[bytes]:
+        """The upstream's bytes for storage in batches of about 1 MiB (one hashing thread hop and
+        one write each); the client gets every piece as it arrives."""
         nonlocal received
         pending = bytearray()
         async for chunk in chunks:
             received += len(chunk)
             metrics.UPSTREAM_BYTES.inc(len(chunk))
-            pending += chunk
-            if len(pending) >= _HASH_BATCH_BYTES:
-                await asyncio.to_thread(hasher.update, bytes(pending))
-                pending.clear()
             await fill.offer(chunk)
-            yield chunk
-        await asyncio.to_thread(hasher.update, bytes(pending))
+            pending += chunk
+            if len(pending) >= _BATCH_BYTES:
+                batch = bytes(pending)
+                pending.clear()
+                await asyncio.to_thread(hasher.update, batch)
+                yield batch
+        batch = bytes(pending)
+        await asyncio.to_thread(hasher.update, batch)
+        yield batch
 
     try:
         async with stack:

@@ -57,7 +57,12 @@ class ProxyCacheConfig(BaseModel):
 
     def upstream_reference(self, repository: str) -> ExternalReference:
         """Where the cache's repository (its name inside the organization) lives upstream."""
-        return ExternalReference.parse(f"{self.upstream_registry}/{repository}")
+        return upstream_reference(self.upstream_registry, repository)
+
+
+def upstream_reference(upstream_registry: str, repository: str) -> ExternalReference:
+    """The upstream repository a cache of upstream_registry names repository."""
+    return ExternalReference.parse(f"{upstream_registry}/{repository}")
 
 
 _SELECT = (

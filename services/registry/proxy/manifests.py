@@ -26,7 +26,7 @@ from services.registry.domain.repositories import Repository, ensure_repository
 from services.registry.proxy import metrics
 from services.registry.proxy.coalescing import Lead
 from services.registry.proxy.config import ProxyCacheConfig
-from services.registry.proxy.upstream import is_outage, upstream_failure
+from services.registry.proxy.upstream import is_outage, refuse_fills_while_read_only, upstream_failure
 from services.registry.v2.access import Grant, authorize
 from services.registry.v2.errors import RegistryError
 from shared.events.models import ManifestPushed
@@ -58,14 +58,18 @@ async def serve_manifest(
     grant = await authorize(context, request, name, "pull", allow_missing=True)
     if ":" in reference and not is_digest(reference):
         raise RegistryError("DIGEST_INVALID", "invalid digest", detail={"digest": reference[:200]})
-    if ":" in reference:
-        repository = await _repository(context, grant)
-        stored, state = await _by_digest(context, config, repository, grant, reference)
-    elif not is_valid_tag(reference):
+    if ":" not in reference and not is_valid_tag(reference):
         raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown", detail={"reference": reference[:200]})
-    else:
-        repository = await _repository(context, grant)
-        stored, state = await _by_tag(context, request, config, repository, grant, reference)
+    repository = await _repository(context, grant)
+    try:
+        if ":" in reference:
+            stored, state = await _by_digest(context, config, repository, grant, reference)
+        else:
+            stored, state = await _by_tag(context, request, config, repository, grant, reference)
+    except TimeoutError as error:  # waiting for another request's fetch (QUAYSIDE_PROXY_CACHE_FILL_WAIT_S)
+        raise RegistryError(
+            "UNAVAILABLE", "timed out waiting for the upstream fetch of this manifest", status=503
+        ) from error
     context.pull_stats.record(repository.id, reference, stored.digest)
     content = stored.content if request.method == "GET" and stored.content is not None else b""
     headers = {
@@ -112,6 +116,7 @@ async def _by_digest(
     if isinstance(claimed, Lead):
         async with claimed:
             try:
+                await refuse_fills_while_read_only(context.pool, context.settings)
                 async with context.proxy.clients.use(config, grant.name) as upstream:
                     manifest = await upstream.fetch_manifest(digest)
                     await _store_with_children(context, upstream, repository, manifest, 0)
@@ -172,6 +177,7 @@ async def _by_tag(
         return found if _is_fresh(found, config, datetime.now(UTC)) else None
 
     try:
+        await refuse_fills_while_read_only(context.pool, context.settings)
         claimed = await context.proxy.flights.claim(
             f"proxy:tag:{repository.id}:{tag}", refreshed, _wait_s(context)
         )

@@ -8,12 +8,23 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
+import asyncpg
+
 from services.registry.proxy.config import ProxyCacheConfig
 from services.registry.v2.errors import RegistryError
+from shared.config import Settings
 from shared.oci.upstream_client import ExternalReference, ProxyConfig, UpstreamError, UpstreamRegistry
+from shared.readonly_state import registry_read_only
 from shared.secret_box import SecretBox
 
 _MAX_IDLE_CLIENTS = 256
+
+
+async def refuse_fills_while_read_only(pool: asyncpg.Pool, settings: Settings) -> None:
+    """While the registry is read-only nothing new is cached: an outage, as far as pulls go (a
+    cached tag is served stale, uncached content answers 503)."""
+    if await registry_read_only(pool, settings):
+        raise UpstreamError("the registry is read-only: no new content is cached", "unreachable")
 
 
 def is_outage(error: UpstreamError) -> bool:

@@ -35,5 +35,10 @@ CREATE TABLE blob_deletion (
 -- PUSH_TEMP_TAG_EXPIRATION_SEC keep an unreferenced blob for the push that is still going on.
 ALTER TABLE repository_blob ADD COLUMN touched_at timestamptz NOT NULL DEFAULT now();
 
+-- When the manifest was last pushed (a push of one already stored refreshes it): garbage collection
+-- keeps a manifest nothing reaches for PUSH_TEMP_TAG_EXPIRATION_SEC after it, for the index or tag
+-- that is to follow a push by digest.
+ALTER TABLE manifest ADD COLUMN pushed_at timestamptz NOT NULL DEFAULT now();
+
 -- Tag purge reads the ended rows only.
 CREATE INDEX tag_lifetime_ended ON tag (lifetime_end) WHERE lifetime_end IS NOT NULL;
