@@ -126,8 +126,9 @@ async def _by_digest(
                 raise RegistryError("UNAUTHORIZED", str(error), status=401) from error
             async with context.pool.acquire() as conn, conn.transaction():
                 await _log_fill(conn, grant, repository, manifest.digest, None)
-        claimed = await cached()
-        assert claimed is not None
+        filled = await cached()
+        assert filled is not None
+        return filled, "miss"
     return claimed, "miss"
 
 
@@ -184,8 +185,9 @@ async def _by_tag(
         if isinstance(claimed, Lead):
             async with claimed:
                 await _refresh_tag(context, config, repository, grant, tag)
-            claimed = await _cached_tag(context.pool, repository.id, tag)
-            assert claimed is not None
+            refreshed_now = await _cached_tag(context.pool, repository.id, tag)
+            assert refreshed_now is not None
+            return refreshed_now.manifest, "miss"
     except UpstreamError as error:
         if cached is None or not is_outage(error):
             raise upstream_failure(error, grant.full_name, tag) from error
