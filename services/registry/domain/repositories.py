@@ -47,7 +47,9 @@ async def ensure_repository(
     async with conn.transaction():
         created = await conn.fetchval(
             "INSERT INTO repository (namespace_id, name) VALUES ($1, $2)"
-            " ON CONFLICT (namespace_id, name) DO NOTHING RETURNING id",
+            # No conflict target: a racing first push collides on repository_full_name as often as
+            # on (namespace_id, name), and either way the repository exists.
+            " ON CONFLICT DO NOTHING RETURNING id",
             namespace_id,
             name,
         )

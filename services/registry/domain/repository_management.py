@@ -102,7 +102,7 @@ async def create_repository(
     async with conn.transaction():
         created = await conn.fetchval(
             "INSERT INTO repository (namespace_id, name, visibility, description) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (namespace_id, name) DO NOTHING RETURNING id",
+            " ON CONFLICT DO NOTHING RETURNING id",
             namespace.id,
             name,
             visibility,
