@@ -37,7 +37,8 @@ def _recheck_sql(with_repository: bool) -> str:
     """One statement per batch: the namespace's set (and the repository's, $3) brought in line with
     the rule, and the usage rows moved by the difference; answers the sums and the new usage.
 
-    Added and removed touch disjoint digests (referenced or not). A negative difference never
+    Added and removed touch disjoint digests (referenced or not). Nothing is written when nothing
+    moved (the repository or namespace may be gone: a late event). A negative difference never
     inserts: the proposed row carries max(delta, 0), the update the delta itself."""
     repository = (
         f"""
@@ -64,7 +65,7 @@ removed_repo AS (
         """,
 repo_usage AS (
     INSERT INTO repository_usage (repository_id, namespace_id, bytes)
-    SELECT $3, $1, greatest(repo_added - repo_removed, 0) FROM sums
+    SELECT $3, $1, greatest(repo_added - repo_removed, 0) FROM sums WHERE repo_added <> repo_removed
     ON CONFLICT (repository_id) DO UPDATE
     SET bytes = repository_usage.bytes + (SELECT repo_added - repo_removed FROM sums), updated_at = now()
     WHERE (SELECT repo_added <> repo_removed FROM sums)
@@ -89,7 +90,8 @@ sums AS (
            (SELECT coalesce(sum(size), 0) FROM removed_ns)::bigint AS ns_removed, {repository_sums}
 ),
 ns_usage AS (
-    INSERT INTO namespace_usage (namespace_id, bytes) SELECT $1, greatest(ns_added - ns_removed, 0) FROM sums
+    INSERT INTO namespace_usage (namespace_id, bytes)
+    SELECT $1, greatest(ns_added - ns_removed, 0) FROM sums WHERE ns_added <> ns_removed
     ON CONFLICT (namespace_id) DO UPDATE
     SET bytes = namespace_usage.bytes + (SELECT ns_added - ns_removed FROM sums), updated_at = now()
     WHERE (SELECT ns_added <> ns_removed FROM sums)

@@ -82,6 +82,17 @@ async def test_post_starts_a_session_that_get_reports(client: httpx.AsyncClient,
     assert status.headers["docker-upload-uuid"] == upload_id
 
 
+async def test_racing_first_pushes_all_create_the_same_repository(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    names = [f"{owner.username}/raced-{index}" for index in range(4)]
+    responses = await asyncio.gather(  # 16: the most uploads one client may start at once
+        *(client.post(f"/v2/{name}/blobs/uploads/") for name in names for _ in range(4))
+    )
+
+    assert [response.status_code for response in responses] == [202] * len(responses)
+
+
 async def test_monolithic_post_stores_the_blob(client: httpx.AsyncClient, name: str) -> None:
     data = os.urandom(4000)
     digest = digest_bytes(data)
