@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 # quayside.cli imports this module for its commands; its names are used only when commands run.
-from quayside import cli, install
+from quayside import command_support, install
 from quayside.backup.archive import BackupError, BackupFolder, BackupManifest, InstallConfig
 from quayside.backup.dump import Installation, take_backup
 from quayside.backup.restore import EMBEDDED_LOCATION, RestoreReport, restore_embedded, restore_server
@@ -28,8 +28,8 @@ _LOCATIONS = TypeAdapter(dict[str, StorageLocation])
 
 @contextmanager
 def _reported() -> Iterator[None]:
-    """cli's one-line errors, backup failures included."""
-    with cli._errors_reported():
+    """The commands' one-line errors, backup failures included."""
+    with command_support.errors_reported():
         try:
             yield
         except BackupError as error:
@@ -107,8 +107,8 @@ async def _backup(
 @backup_app.command("backup")
 def backup(
     dest: Annotated[Path, typer.Argument(help="A new (or empty) folder to write the backup into.")],
-    data_dir: cli.DataDirOption = None,
-    database_url: cli.DatabaseUrlOption = None,
+    data_dir: command_support.DataDirOption = None,
+    database_url: command_support.DatabaseUrlOption = None,
 ) -> None:
     """Back up the whole installation (database, every blob, secrets) while it keeps serving."""
     console = Console(stderr=True)

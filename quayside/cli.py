@@ -10,28 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import asyncpg
 import typer
 import uvloop
-from pydantic import ValidationError
 
 from quayside import (
     backup_commands,
+    command_support,
     gc_commands,
-    install,
     quota_commands,
     readonly_commands,
     transfer_commands,
 )
 from shared.auth.accounts import (
-    AccountExistsError,
-    InvalidNameError,
     RobotCredentials,
     create_organization,
     create_robot,
@@ -41,7 +35,7 @@ from shared.auth.passwords import generate_secret
 from shared.config import Settings
 from shared.db.migrate import migrate
 from shared.db.stored_names import invalid_stored_names
-from shared.serving import ListenAddress, ServerStartError
+from shared.serving import ListenAddress
 
 T = TypeVar("T")
 
@@ -63,80 +57,9 @@ app.add_typer(quota_commands.quota_app, name="quota")
 app.add_typer(transfer_commands.app)  # export, export keygen, import
 app.add_typer(gc_commands.gc_app, name="gc")
 
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="QUAYSIDE_DATA_DIR",
-        help="Data folder of an embedded install (default ./quayside-data unless --database-url is given).",
-    ),
-]
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="QUAYSIDE_DATABASE_URL", help="PostgreSQL URL of the database."),
-]
-
-# Failures the user can act on: reported in one line, never with a traceback.
-_EXPECTED_ERRORS: tuple[type[Exception], ...] = (
-    AccountExistsError,
-    InvalidNameError,
-    LookupError,
-    install.NoInstallError,
-    ServerStartError,
-    ValidationError,
-    subprocess.CalledProcessError,
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
-
 
 def main() -> None:
     app()
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        first = error.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        message = first["msg"].removeprefix("Value error, ")
-        return f"invalid setting {where}: {message}" if where else f"invalid value: {message}"
-    if isinstance(error, asyncpg.UndefinedTableError):
-        return "the database has no Quayside tables: run `quayside migrate` first"
-    if isinstance(error, subprocess.CalledProcessError):
-        return f"embedded PostgreSQL failed ({error.cmd[0]}); its log is the data folder's postgres/log"
-    text = str(error)
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-@contextmanager
-def _errors_reported() -> Iterator[None]:
-    """Turn expected failures into one `error:` line on stderr and exit status 1."""
-    try:
-        yield
-    except _EXPECTED_ERRORS as exc:
-        typer.echo(f"error: {_describe(exc)}", err=True)
-        raise typer.Exit(1) from None
-
-
-@asynccontextmanager
-async def _database_url(data_dir: Path | None, database_url: str | None) -> AsyncIterator[str]:
-    if data_dir is None and database_url is not None:
-        yield database_url
-        return
-    async with install.existing_install(install.DataDir(data_dir or install.DEFAULT_DATA_DIR)) as dsn:
-        yield dsn
-
-
-async def _in_database(
-    data_dir: Path | None, database_url: str | None, operation: Callable[[asyncpg.Connection], Awaitable[T]]
-) -> T:
-    async with _database_url(data_dir, database_url) as dsn:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await operation(conn)
-        finally:
-            await conn.close()
 
 
 @app.command()
@@ -167,7 +90,7 @@ def up(
     from quayside import embedded
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with _errors_reported():
+    with command_support.errors_reported():
         settings = embedded.EmbeddedSettings()
         if data_dir is not None:
             settings = settings.model_copy(update={"data_dir": data_dir})
@@ -179,18 +102,20 @@ def up(
 
 
 @app.command("migrate")
-def migrate_command(database_url: DatabaseUrlOption = None) -> None:
+def migrate_command(database_url: command_support.DatabaseUrlOption = None) -> None:
     """Apply pending database migrations (QUAYSIDE_DATABASE_URL)."""
-    with _errors_reported():
+    with command_support.errors_reported():
         applied = asyncio.run(migrate(database_url or Settings().database_url))
     typer.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
 
 
 @app.command("check-names")
-def check_names(data_dir: DataDirOption = None, database_url: DatabaseUrlOption = None) -> None:
+def check_names(
+    data_dir: command_support.DataDirOption = None, database_url: command_support.DatabaseUrlOption = None
+) -> None:
     """List stored names that break their rules (e.g. ending in a newline); exit status 1 if any."""
-    with _errors_reported():
-        found = asyncio.run(_in_database(data_dir, database_url, invalid_stored_names))
+    with command_support.errors_reported():
+        found = asyncio.run(command_support.in_database(data_dir, database_url, invalid_stored_names))
     for item in found:
         typer.echo(f"{item.kind} {item.id}: {item.name!r}")
     if found:
@@ -206,8 +131,8 @@ def user_create(
         str | None, typer.Option("--password", "-p", help="Generated and printed when omitted.")
     ] = None,
     superuser: Annotated[bool, typer.Option("--superuser", help="May administer everything.")] = False,
-    data_dir: DataDirOption = None,
-    database_url: DatabaseUrlOption = None,
+    data_dir: command_support.DataDirOption = None,
+    database_url: command_support.DatabaseUrlOption = None,
 ) -> None:
     """Create a user (and its namespace)."""
     chosen = password or generate_secret(18)
@@ -215,8 +140,8 @@ def user_create(
     async def create(conn: asyncpg.Connection) -> None:
         await create_user(conn, name, chosen, superuser=superuser)
 
-    with _errors_reported():
-        asyncio.run(_in_database(data_dir, database_url, create))
+    with command_support.errors_reported():
+        asyncio.run(command_support.in_database(data_dir, database_url, create))
     typer.echo(f"created {'superuser' if superuser else 'user'} {name}")
     if password is None:
         typer.echo(f"password: {chosen}")
@@ -226,16 +151,16 @@ def user_create(
 def org_create(
     name: str,
     owner: Annotated[str, typer.Option("--owner", help="User who administers the organization.")],
-    data_dir: DataDirOption = None,
-    database_url: DatabaseUrlOption = None,
+    data_dir: command_support.DataDirOption = None,
+    database_url: command_support.DatabaseUrlOption = None,
 ) -> None:
     """Create an organization owned by a user."""
 
     async def create(conn: asyncpg.Connection) -> None:
         await create_organization(conn, name, owner)
 
-    with _errors_reported():
-        asyncio.run(_in_database(data_dir, database_url, create))
+    with command_support.errors_reported():
+        asyncio.run(command_support.in_database(data_dir, database_url, create))
     typer.echo(f"created organization {name} (owner {owner})")
 
 
@@ -243,15 +168,15 @@ def org_create(
 def robot_create(
     namespace: str,
     shortname: str,
-    data_dir: DataDirOption = None,
-    database_url: DatabaseUrlOption = None,
+    data_dir: command_support.DataDirOption = None,
+    database_url: command_support.DatabaseUrlOption = None,
 ) -> None:
     """Create a robot account in a user's or organization's namespace; its token is printed once."""
 
     async def create(conn: asyncpg.Connection) -> RobotCredentials:
         return await create_robot(conn, namespace, shortname)
 
-    with _errors_reported():
-        credentials = asyncio.run(_in_database(data_dir, database_url, create))
+    with command_support.errors_reported():
+        credentials = asyncio.run(command_support.in_database(data_dir, database_url, create))
     typer.echo(f"username: {credentials.username}")
     typer.echo(f"token: {credentials.token}")

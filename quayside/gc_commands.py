@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 # quayside.cli imports this module for its command group; its names are used only when commands run.
-from quayside import cli, install
+from quayside import command_support, install
 from quayside.embedded import STORAGE_LOCATION
 from services.gc.passes import GcPass, PassOptions, PassOutcome, recent_passes, run_pass
 from shared.config import FilesystemLocation, Settings
@@ -41,7 +41,7 @@ def _settings(data_dir: Path | None, database_url: str | None, dsn: str) -> Sett
 
 
 async def _run(data_dir: Path | None, database_url: str | None, dry_run: bool) -> PassOutcome:
-    async with cli._database_url(data_dir, database_url) as dsn:
+    async with command_support.database_url_of(data_dir, database_url) as dsn:
         settings = _settings(data_dir, database_url, dsn)
         pool = await create_pool(dsn, max_size=2)
         try:
@@ -55,7 +55,7 @@ async def _run(data_dir: Path | None, database_url: str | None, dry_run: bool) -
 
 
 async def _passes(data_dir: Path | None, database_url: str | None, limit: int) -> list[GcPass]:
-    async with cli._database_url(data_dir, database_url) as dsn:
+    async with command_support.database_url_of(data_dir, database_url) as dsn:
         pool = await create_pool(dsn, max_size=1)
         try:
             return await recent_passes(pool, limit)
@@ -115,11 +115,11 @@ def gc_run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Delete nothing; show what a pass would delete.")
     ] = False,
-    data_dir: cli.DataDirOption = None,
-    database_url: cli.DatabaseUrlOption = None,
+    data_dir: command_support.DataDirOption = None,
+    database_url: command_support.DatabaseUrlOption = None,
 ) -> None:
     """Run one garbage-collection pass now and show what it deleted (with --dry-run: would delete)."""
-    with cli._errors_reported():
+    with command_support.errors_reported():
         outcome = asyncio.run(_run(data_dir, database_url, dry_run))
     if outcome.record is None:
         typer.echo(f"error: no pass run: {outcome.reason}", err=True)
@@ -133,11 +133,11 @@ def gc_run(
 @gc_app.command("status")
 def gc_status(
     limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="How many of the last passes.")] = 10,
-    data_dir: cli.DataDirOption = None,
-    database_url: cli.DatabaseUrlOption = None,
+    data_dir: command_support.DataDirOption = None,
+    database_url: command_support.DatabaseUrlOption = None,
 ) -> None:
     """The last passes, newest first: when, and what each freed."""
-    with cli._errors_reported():
+    with command_support.errors_reported():
         passes = asyncio.run(_passes(data_dir, database_url, limit))
     table = Table(title="Garbage-collection passes")
     for column in ("pass", "started", "status", "dry", "tags", "manifests", "blobs", "repos", "namespaces"):

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 # quayside.cli imports this module for its command group; its names are used only when commands run.
-from quayside import cli
+from quayside import command_support
 from services.quota.reconcile import NamespaceRecount, reconcile
 from shared.config import Settings
 from shared.db import create_pool
@@ -27,9 +27,12 @@ quota_app = typer.Typer(no_args_is_help=True, help="Storage quota accounting.")
 
 
 async def _reconcile(
-    data_dir: cli.DataDirOption, database_url: cli.DatabaseUrlOption, namespace: str | None, repair: bool
+    data_dir: command_support.DataDirOption,
+    database_url: command_support.DatabaseUrlOption,
+    namespace: str | None,
+    repair: bool,
 ) -> list[NamespaceRecount]:
-    async with cli._database_url(data_dir, database_url) as dsn:
+    async with command_support.database_url_of(data_dir, database_url) as dsn:
         pool = await create_pool(dsn, max_size=1)
         try:
             return await reconcile(
@@ -85,13 +88,13 @@ def reconcile_command(
             "--repair", help="Replace drifted figures by the recount (under each namespace's lock)."
         ),
     ] = False,
-    data_dir: cli.DataDirOption = None,
-    database_url: cli.DatabaseUrlOption = None,
+    data_dir: command_support.DataDirOption = None,
+    database_url: command_support.DatabaseUrlOption = None,
 ) -> None:
     """Recount every namespace's usage from its manifests and report any difference (exit 2 on drift)."""
     if namespace is not None and ("\x00" in namespace or len(namespace) > 255):
         raise typer.BadParameter("at most 255 characters, no NUL", param_hint="--namespace")
-    with cli._errors_reported():
+    with command_support.errors_reported():
         results = asyncio.run(_reconcile(data_dir, database_url, namespace, repair))
     drifted = [entry for entry in results if entry.result.drifted]
     shown = drifted if namespace is None else results

@@ -13,7 +13,7 @@ import asyncpg
 import typer
 
 # quayside.cli imports this module for its command group; its names are used only when commands run.
-from quayside import cli
+from quayside import command_support
 from shared.readonly_state import RegistryState, parse_duration, read_registry_state, set_registry_state
 
 readonly_app: typer.Typer = typer.Typer(
@@ -41,8 +41,8 @@ def readonly_on(
         str | None, typer.Option("--for", help="Lifts itself after this long: 30m, 2h, 1d, 1w.")
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Shown to superusers asking for the state.")] = "",
-    data_dir: cli.DataDirOption = None,
-    database_url: cli.DatabaseUrlOption = None,
+    data_dir: command_support.DataDirOption = None,
+    database_url: command_support.DatabaseUrlOption = None,
 ) -> None:
     """Make the registry read-only: pulls succeed, every write is refused."""
     try:
@@ -58,28 +58,32 @@ def readonly_on(
         )
         return await read_registry_state(conn, forced_by_config=False)
 
-    with cli._errors_reported():
-        _show("now ", asyncio.run(cli._in_database(data_dir, database_url, switch_on)))
+    with command_support.errors_reported():
+        _show("now ", asyncio.run(command_support.in_database(data_dir, database_url, switch_on)))
 
 
 @readonly_app.command("off")
-def readonly_off(data_dir: cli.DataDirOption = None, database_url: cli.DatabaseUrlOption = None) -> None:
+def readonly_off(
+    data_dir: command_support.DataDirOption = None, database_url: command_support.DatabaseUrlOption = None
+) -> None:
     """Accept writes again (QUAYSIDE_REGISTRY_STATE=readonly in a process's environment still forces it)."""
 
     async def switch_off(conn: asyncpg.Connection) -> RegistryState:
         await set_registry_state(conn, read_only=False, changed_by=f"cli:{getpass.getuser()}")
         return await read_registry_state(conn, forced_by_config=False)
 
-    with cli._errors_reported():
-        _show("now ", asyncio.run(cli._in_database(data_dir, database_url, switch_off)))
+    with command_support.errors_reported():
+        _show("now ", asyncio.run(command_support.in_database(data_dir, database_url, switch_off)))
 
 
 @readonly_app.command("status")
-def readonly_status(data_dir: cli.DataDirOption = None, database_url: cli.DatabaseUrlOption = None) -> None:
+def readonly_status(
+    data_dir: command_support.DataDirOption = None, database_url: command_support.DatabaseUrlOption = None
+) -> None:
     """Show whether the registry is read-only, until when and why."""
 
     async def status(conn: asyncpg.Connection) -> RegistryState:
         return await read_registry_state(conn, forced_by_config=False)
 
-    with cli._errors_reported():
-        _show("", asyncio.run(cli._in_database(data_dir, database_url, status)))
+    with command_support.errors_reported():
+        _show("", asyncio.run(command_support.in_database(data_dir, database_url, status)))

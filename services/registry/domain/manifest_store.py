@@ -13,6 +13,7 @@ from typing import TypeAlias
 import asyncpg
 
 from shared.oci.manifest import ParsedManifest
+from shared.quota import lock_namespace, recheck_digests
 from shared.tags import lock_tag
 
 Database: TypeAlias = asyncpg.Pool | asyncpg.Connection
@@ -159,12 +160,39 @@ async def end_tag(db: Database, repository_id: int, tag: str) -> bool:
     return ended is not None
 
 
-async def delete_manifest(db: Database, repository_id: int, digest: str) -> bool:
-    """Delete the manifest and every tag row pointing at it; False when there was none."""
-    deleted = await db.fetchval(
-        "DELETE FROM manifest WHERE repository_id = $1 AND digest = $2 RETURNING id", repository_id, digest
-    )
-    return deleted is not None
+# The manifest's blob digests, read before its rows (and manifest_blob's, by cascade) are deleted.
+_DELETE_MANIFEST = """
+WITH target AS (SELECT id FROM manifest WHERE repository_id = $1 AND digest = $2),
+blobs AS (SELECT array_agg(mb.digest) AS digests FROM manifest_blob mb JOIN target t ON t.id = mb.manifest_id),
+gone AS (DELETE FROM manifest m USING target t WHERE m.id = t.id RETURNING m.id)
+SELECT EXISTS (SELECT 1 FROM gone), coalesce((SELECT digests FROM blobs), '{}')
+"""
+
+
+async def delete_manifest(
+    conn: asyncpg.Connection,
+    *,
+    namespace_id: int,
+    repository_id: int,
+    digest: str,
+    default_reject_bytes: int | None,
+) -> bool:
+    """Delete the manifest and every tag row pointing at it, releasing its blobs from the quota usage
+    in the same transaction; False when there was none.
+
+    The namespace's usage lock is taken before the delete, as a quota-enforced push takes it before
+    inserting its manifest row: the other order could deadlock with a push of the same manifest."""
+    await lock_namespace(conn, namespace_id)
+    found, digests = await conn.fetchrow(_DELETE_MANIFEST, repository_id, digest)
+    if found:
+        await recheck_digests(
+            conn,
+            namespace_id=namespace_id,
+            repository_id=repository_id,
+            digests=digests,
+            default_reject_bytes=default_reject_bytes,
+        )
+    return bool(found)
 
 
 # Live tag names in bytewise order after $2 ('' for the first page), $3 of them: a range of the

@@ -55,18 +55,6 @@ async def serve_manifest(
     context: RegistryContext, request: Request, config: ProxyCacheConfig, name: str, reference: str
 ) -> Response:
     """GET or HEAD of a manifest in a cache organization."""
-    try:
-        return await _serve_manifest_dbg(context, request, config, name, reference)
-    except Exception:
-        import traceback
-        with open("/tmp/proxy_err.txt", "a") as f:
-            f.write(traceback.format_exc())
-        raise
-
-
-async def _serve_manifest_dbg(
-    context: RegistryContext, request: Request, config: ProxyCacheConfig, name: str, reference: str
-) -> Response:
     grant = await authorize(context, request, name, "pull", allow_missing=True)
     if ":" in reference and not is_digest(reference):
         raise RegistryError("DIGEST_INVALID", "invalid digest", detail={"digest": reference[:200]})

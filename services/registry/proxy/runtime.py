@@ -33,13 +33,7 @@ class ProxyRuntime:
         if not is_valid_repository_name(full_name):
             return None
         namespace, _ = split_repository_name(full_name)
-        try:
-            return await self.namespaces.config_for(pool, namespace, manifests.generation, manifests.listening)
-        except Exception:
-            import traceback
-            with open("/tmp/proxy_err.txt", "a") as f:
-                f.write(traceback.format_exc())
-            raise
+        return await self.namespaces.config_for(pool, namespace, manifests.generation, manifests.listening)
 
     def keep(self, fill: asyncio.Task[None]) -> None:
         self.fills.add(fill)

@@ -238,7 +238,13 @@ async def delete_manifest(
             ended = await audit.live_tags_pointing_at(conn, grant.repository.id, reference)
             with _immutable_tags_denied():
                 await immutability.refuse_immutable(conn, grant.repository.id, ended)
-            found = await manifest_store.delete_manifest(conn, grant.repository.id, reference)
+            found = await manifest_store.delete_manifest(
+                conn,
+                namespace_id=grant.repository.namespace_id,
+                repository_id=grant.repository.id,
+                digest=reference,
+                default_reject_bytes=context.settings.default_system_reject_quota_bytes,
+            )
         else:
             targets = await audit.live_tag_targets(conn, grant.repository.id, [reference])
             ended = {tag: digest for tag, digest in targets.items() if digest is not None}
