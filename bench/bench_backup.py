@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.benchdb import ADMIN_DSN, bench_database
+from bench.benchdb import ADMIN_DSN, bench_database, local_settings
 from quayside.backup.archive import BackupFolder, InstallConfig
 from quayside.backup.dump import Installation, pg_tool, run_tool, take_backup
 from quayside.backup.restore import restore_server
@@ -89,12 +89,7 @@ async def main(quick: bool) -> None:
     try:
         async with bench_database() as database_url:
             storage = work / "storage"
-            settings = Settings(
-                database_url=database_url,
-                storage_locations={"local": FilesystemLocation(root=str(storage))},
-                storage_preference=["local"],
-                token_secret=uuid.uuid4().hex,
-            )
+            settings = local_settings(database_url, storage)
             total = await _fill(settings, images, layer_size)
             config = InstallConfig(
                 token_secret=settings.token_secret,

@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,10 +27,9 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, the repository root is not on sys.path.
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
-from bench.benchdb import bench_database  # noqa: E402
+from bench.benchdb import bench_database, local_settings  # noqa: E402
 from services.gc.passes import PassOptions, run_pass  # noqa: E402
 from shared.auth.accounts import create_user  # noqa: E402
-from shared.config import FilesystemLocation, Settings  # noqa: E402
 from shared.db import create_pool  # noqa: E402
 from shared.storage import Locations  # noqa: E402
 from shared.storage.paths import blob_path  # noqa: E402
@@ -163,13 +161,7 @@ async def bench(blobs: int, blob_bytes: int, idle_pushes: int, duty: float) -> N
     async with bench_database() as dsn:
         folder = Path(tempfile.mkdtemp(prefix="qs-bench-gc-"))
         storage = folder / "storage"
-        settings = Settings(
-            database_url=dsn,
-            storage_locations={"local": FilesystemLocation(root=str(storage))},
-            storage_preference=["local"],
-            token_secret=uuid.uuid4().hex,
-            garbage_collection_duty=duty,
-        )
+        settings = local_settings(dsn, storage, garbage_collection_duty=duty)
         pool = await create_pool(dsn, max_size=4)
         locations = await Locations.open(settings)
         port = free_port()

@@ -1,4 +1,5 @@
-"""The benchmarks' database: a migrated database of the run's own on the local Postgres."""
+"""The benchmarks' database (a migrated database of the run's own on the local Postgres) and the
+settings of a registry storing into one local folder."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 
+from shared.config import FilesystemLocation, Settings
 from shared.db.migrate import migrate
 
 ADMIN_DSN = os.environ.get("QUAYSIDE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -27,3 +31,15 @@ async def bench_database() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def local_settings(database_url: str, storage: Path, **fields: Any) -> Settings:
+    """Settings of the database with one filesystem location, ``local`` at ``storage``, a fresh
+    token secret, and ``fields`` besides."""
+    return Settings(
+        database_url=database_url,
+        storage_locations={"local": FilesystemLocation(root=str(storage))},
+        storage_preference=["local"],
+        token_secret=uuid.uuid4().hex,
+        **fields,
+    )

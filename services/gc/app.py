@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -20,34 +19,17 @@ from services.gc.api import GcContext, get_gc_context
 from shared.api_errors import quay_http_error_handler, quay_validation_error_handler
 from shared.config import Settings
 from shared.db import create_pool
+from shared.health import Check, health_report, run_checks
 from shared.http_guard import api_docs_urls
 from shared.http_input import InputGuard, database_input_handler
 from shared.observability import RequestMetrics, metrics_response
 from shared.storage import Locations, PathNotFoundError, StorageError
 
-log = logging.getLogger(__name__)
-
 _POOL_SIZE = 4
 _MAX_BODY_BYTES = 64 * 1024
 _PROBE_FOLDER = "_health"
-_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, StorageError)
 
 operations = APIRouter(tags=["operations"])
-
-
-async def _healthy(name: str, check: Awaitable[object], timeout_s: float) -> bool:
-    try:
-        async with asyncio.timeout(timeout_s):
-            await check
-    except _FAILURES as error:
-        log.warning("health check %s failed: %r", name, error)
-        return False
-    return True
-
-
-def _answer(services: dict[str, bool]) -> JSONResponse:
-    status = 200 if all(services.values()) else 503
-    return JSONResponse({"data": {"services": services}, "status_code": status}, status_code=status)
 
 
 async def _stat_probe(locations: Locations, name: str) -> None:
@@ -84,28 +66,30 @@ async def _write_database(pool: asyncpg.Pool) -> None:
 
 
 async def _checks(context: GcContext, *, end_to_end: bool) -> dict[str, bool]:
-    timeout_s = context.settings.health_check_timeout_s
-    database = _write_database(context.pool) if end_to_end else context.pool.fetchval("SELECT true")
+    locations = context.locations
     probe = _write_probe if end_to_end else _stat_probe
-    names = ["database", *(f"storage:{name}" for name in context.locations.order)]
-    checks = [database, *(probe(context.locations, name) for name in context.locations.order)]
-    results = await asyncio.gather(*(_healthy(n, c, timeout_s) for n, c in zip(names, checks, strict=True)))
-    services = dict(zip(names, results, strict=True))
-    services["storage"] = all(results[1:])
+    checks: dict[str, Check] = {
+        "database": functools.partial(_write_database, context.pool)
+        if end_to_end
+        else functools.partial(context.pool.fetchval, "SELECT true")
+    }
+    checks |= {f"storage:{name}": functools.partial(probe, locations, name) for name in locations.order}
+    services = await run_checks(checks, context.settings.health_check_timeout_s)
+    services["storage"] = all(ok for name, ok in services.items() if name.startswith("storage:"))
     return services
 
 
 @operations.get("/health/instance")
 async def health_instance(context: GcContext = Depends(get_gc_context)) -> JSONResponse:
     """Quay's health answer: the database and every storage location answer (200), or not (503)."""
-    return _answer(await _checks(context, end_to_end=False))
+    return health_report(await _checks(context, end_to_end=False))
 
 
 @operations.get("/health/endtoend")
 async def health_endtoend(context: GcContext = Depends(get_gc_context)) -> JSONResponse:
     """As /health/instance, with a write to the database (rolled back) and a probe object stored,
     read back and deleted in every location: what a pass needs."""
-    return _answer(await _checks(context, end_to_end=True))
+    return health_report(await _checks(context, end_to_end=True))
 
 
 async def _metrics() -> Response:

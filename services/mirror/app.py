@@ -6,7 +6,7 @@ another app (the embedded suite runs every service in one process).
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +14,6 @@ import asyncpg
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from services.mirror import api
@@ -24,8 +23,10 @@ from shared.api_errors import quay_http_error_handler, quay_validation_error_han
 from shared.auth.sessions import NextCsrfToken
 from shared.config import Settings
 from shared.db import create_pool
+from shared.health import health_report, run_checks
 from shared.http_guard import api_docs_urls
 from shared.http_input import InputGuard, database_input_handler
+from shared.observability import metrics_response
 
 _HEALTH_TIMEOUT_S = 2.0
 _API_POOL_SIZE = 4
@@ -37,20 +38,13 @@ metrics_router = APIRouter(tags=["operations"])
 @operations.get("/health/instance")
 async def health_instance(context: MirrorContext = Depends(get_mirror_context)) -> JSONResponse:
     """Quay's health answer: whether this instance reaches its database (200), or not (503)."""
-    try:
-        async with asyncio.timeout(_HEALTH_TIMEOUT_S):
-            database = await context.pool.fetchval("SELECT true") is True
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        database = False
-    status = 200 if database else 503
-    return JSONResponse(
-        {"data": {"services": {"database": database}}, "status_code": status}, status_code=status
-    )
+    database = functools.partial(context.pool.fetchval, "SELECT true")
+    return health_report(await run_checks({"database": database}, _HEALTH_TIMEOUT_S))
 
 
 @metrics_router.get("/metrics")
 async def prometheus_metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return await metrics_response()
 
 
 @asynccontextmanager

@@ -9,8 +9,8 @@ limits. Every handler is state-based, so a redelivered or late event changes not
   deleted blobs wherever they are still counted.
 - RepositoryDeleted: re-check the repositories of the namespace marked for deletion, then every
   digest counted for the namespace (the repository's rows may already be purged).
-- TagDeleted: by the rule a tag ending changes nothing (its manifest stays until GC); only when the
-  manifest itself is gone (deleted by digest through /v2) is the repository re-checked.
+- TagDeleted is not consumed: a tag ending changes nothing by the rule (its manifest stays until
+  GC), and the registry releases a manifest deleted by digest through /v2 in its own transaction.
 - TagExpired is not consumed: an expired tag's manifest stays, charged, until GC purges it.
 
 Every handler then re-evaluates the namespace's crossings, so a crossing the push path could not
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncpg
 
 from services.quota import metrics
-from shared.events.models import BlobsCollected, Event, ManifestPushed, RepositoryDeleted, TagDeleted
+from shared.events.models import BlobsCollected, Event, ManifestPushed, RepositoryDeleted
 from shared.quota import (
     UsageChange,
     check_crossings,
@@ -51,9 +51,6 @@ class QuotaAccounting:
             case RepositoryDeleted():
                 await self._repository_deleted(conn, event)
                 metrics.RECHECKS.labels("repository-deleted").inc()
-            case TagDeleted():
-                await self._tag_deleted(conn, event)
-                metrics.RECHECKS.labels("tag-deleted").inc()
 
     async def _manifest_pushed(self, conn: asyncpg.Connection, event: ManifestPushed) -> None:
         ids = await _repository_ids(conn, event.namespace, event.repository)
@@ -86,8 +83,8 @@ class QuotaAccounting:
         by_namespace: dict[int, list[tuple[int | None, list[str]]]] = {}
         for entry in event.repositories:
             by_namespace.setdefault(entry.namespace_id, []).append((entry.repository_id, entry.digests))
-        # A deleted blob still counted somewhere (its manifest went without an event naming it, e.g.
-        # an untagged manifest deleted by digest) is re-checked wherever it is counted.
+        # A deleted blob still counted somewhere (its manifest went without an event naming it, or
+        # before its push was counted) is re-checked wherever it is counted.
         if event.blobs_deleted:
             for row in await conn.fetch(
                 "SELECT r.namespace_id, q.repository_id, array_agg(q.digest) FROM quota_repository_blob q"
@@ -130,20 +127,6 @@ class QuotaAccounting:
         changes = [await recheck_repository(conn, namespace_id, row[0], self._default) for row in marked]
         changes.append(await recheck_namespace(conn, namespace_id, self._default))
         await self._settle(conn, namespace_id, changes)
-
-    async def _tag_deleted(self, conn: asyncpg.Connection, event: TagDeleted) -> None:
-        ids = await _repository_ids(conn, event.namespace, event.repository)
-        if ids is None:
-            return
-        namespace_id, repository_id = ids
-        still_there = await conn.fetchval(
-            "SELECT true FROM manifest WHERE repository_id = $1 AND digest = $2", repository_id, event.digest
-        )
-        if still_there:
-            return
-        await lock_namespace(conn, namespace_id)
-        change = await recheck_repository(conn, namespace_id, repository_id, self._default)
-        await self._settle(conn, namespace_id, [change])
 
     async def _settle(self, conn: asyncpg.Connection, namespace_id: int, changes: list[UsageChange]) -> None:
         announced = [crossing for change in changes for crossing in change.crossings]

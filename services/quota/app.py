@@ -7,21 +7,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aio_pika
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.quota import metrics
 from shared.config import Settings
 from shared.db import create_pool
+from shared.health import Check, health_report, run_checks
 from shared.http_guard import api_docs_urls
+from shared.observability import metrics_response
 
 log = logging.getLogger(__name__)
 
@@ -59,39 +59,23 @@ async def _broker(amqp_url: str) -> None:
     await connection.close()
 
 
-async def _answer(checks: dict[str, Callable[[], Awaitable[None]]], timeout_s: float) -> JSONResponse:
-    async def run(name: str, check: Callable[[], Awaitable[None]]) -> bool:
-        try:
-            async with asyncio.timeout(timeout_s):
-                await check()
-            return True
-        except Exception as error:  # any failure is an unhealthy answer, logged with its reason
-            log.warning("health check %s failed: %r", name, error)
-            return False
-
-    names = list(checks)
-    results = await asyncio.gather(*(run(name, checks[name]) for name in names))
-    services = dict(zip(names, results, strict=True))
-    status = 200 if all(results) else 503
-    return JSONResponse({"data": {"services": services}, "status_code": status}, status_code=status)
-
-
 @operations.get("/health/instance")
 async def health_instance(request: Request) -> JSONResponse:
     """Quay's health answer: whether this instance reaches its database (200), or not (503)."""
     settings, pool = _state(request)
-    return await _answer({"database": lambda: _database(pool)}, settings.health_check_timeout_s)
+    services = await run_checks({"database": lambda: _database(pool)}, settings.health_check_timeout_s)
+    return health_report(services)
 
 
 @operations.get("/health/endtoend")
 async def health_endtoend(request: Request) -> JSONResponse:
     """The database takes a write, and the broker (when configured) a connection."""
     settings, pool = _state(request)
-    checks: dict[str, Callable[[], Awaitable[None]]] = {"database": lambda: _database_write(pool)}
+    checks: dict[str, Check] = {"database": lambda: _database_write(pool)}
     if settings.amqp_url:
         amqp_url = settings.amqp_url
         checks["broker"] = lambda: _broker(amqp_url)
-    return await _answer(checks, settings.health_check_timeout_s)
+    return health_report(await run_checks(checks, settings.health_check_timeout_s))
 
 
 @metrics_router.get("/metrics")
@@ -106,7 +90,7 @@ async def prometheus_metrics(request: Request) -> Response:
         metrics.NAMESPACES_OVER.set(row[1])
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         log.warning("quota totals unavailable: %r", error)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return await metrics_response()
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -1,8 +1,7 @@
 """The quota worker: durable consumers, one queue per purpose, and a periodic reconcile report.
 
 Queues (QUAYSIDE_QUOTA_QUEUE_PREFIX, default ``quota``): ``quota.manifest-pushed``,
-``quota.blobs-collected``, ``quota.repository-deleted``, ``quota.tag-deleted``; each event is
-handled once per queue (processed_event) and acknowledged after its transaction commits. Without
+``quota.blobs-collected`` and ``quota.repository-deleted``; each event is handled once per queue (processed_event) and acknowledged after its transaction commits. Without
 QUAYSIDE_AMQP_URL they subscribe to the in-process bus instead (embedded mode). While the registry
 is read-only (shared/readonly_state.py) no event is handled: they wait, unacknowledged, until it is
 writable again.
@@ -23,7 +22,7 @@ from shared.config import Settings
 from shared.db import create_pool
 from shared.events.bus import InProcessBus
 from shared.events.consumer import IdempotentConsumer, Verdict, consuming_from_amqp, subscribe_in_process
-from shared.events.models import BlobsCollected, ManifestPushed, RepositoryDeleted, TagDeleted
+from shared.events.models import BlobsCollected, ManifestPushed, RepositoryDeleted
 from shared.readonly_state import wait_until_writable
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,6 @@ QUEUES: dict[str, tuple[str, ...]] = {
     "manifest-pushed": (ManifestPushed.routing_key,),
     "blobs-collected": (BlobsCollected.routing_key,),
     "repository-deleted": (RepositoryDeleted.routing_key,),
-    "tag-deleted": (TagDeleted.routing_key,),
 }
 # Each handler holds one connection for its transaction; the reconcile report one more.
 _POOL_SIZE = len(QUEUES) + 1

@@ -17,9 +17,8 @@ HTTP status, 200 when every service is healthy.
 Every answer carries the header ``Quayside-Registry-State: readonly`` or ``normal`` (the body keeps
 Quay's shape).
 
-Checks run concurrently, each with the time limit settings.health_check_timeout_s, so a dead
-dependency answers 503 within about that time. A failure is logged with its reason; the answer
-names only the service.
+Checks run concurrently (shared/health.py), each with the time limit
+settings.health_check_timeout_s, so a dead dependency answers 503 within about that time.
 """
 
 from __future__ import annotations
@@ -30,19 +29,18 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import asyncpg
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from services.registry.context import RegistryContext, get_context
 from shared.auth.tokens import decode_token, issue_token
 from shared.config import FilesystemLocation, Settings
+from shared.health import UNHEALTHY_RESPONSES, Check, HealthReport, health_report, run_checks
 from shared.readonly_state import registry_read_only
 from shared.storage import PathNotFoundError, StorageDriver
 
@@ -50,70 +48,18 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
-Check = Callable[[], Coroutine[Any, Any, None]]
-
 _PROBE_FOLDER = "_health"
-# Checks still running past their time limit finish (or fail) in the background, referenced here.
-_abandoned: set[asyncio.Task[None]] = set()
 
 
 class HealthCheckFailedError(Exception):
     """A dependency answered, but not what the check expected."""
 
 
-class ServiceStatuses(BaseModel):
-    services: dict[str, bool]
-
-
-class HealthReport(BaseModel):
-    """Quay's health answer; the HTTP status equals status_code."""
-
-    data: ServiceStatuses
-    status_code: int
-
-
-_RESPONSES: dict[int | str, dict[str, object]] = {503: {"model": HealthReport, "description": "Unhealthy"}}
-
-
-def _forget(task: asyncio.Task[None]) -> None:
-    _abandoned.discard(task)
-    if not task.cancelled():
-        task.exception()  # retrieved: a late failure of an abandoned check is not worth a warning
-
-
-async def _passes(name: str, check: Check, timeout_s: float) -> bool:
-    """Whether the check ends without error within timeout_s. Past that, it is cancelled and left to
-    end in the background: a check stuck in its own clean-up cannot delay the answer."""
-    task = asyncio.create_task(check(), name=f"health check {name}")
-    try:
-        await asyncio.wait({task}, timeout=timeout_s)
-    finally:
-        if not task.done():
-            task.cancel()
-            _abandoned.add(task)
-            task.add_done_callback(_forget)
-    if task in _abandoned:
-        log.warning("[FAILED HEALTH CHECK] %s: no answer within %s s", name, timeout_s)
-        return False
-    if (error := task.exception()) is not None:
-        log.warning("[FAILED HEALTH CHECK] %s: %r", name, error)
-        return False
-    return True
-
-
-async def _run(checks: dict[str, Check], timeout_s: float) -> dict[str, bool]:
-    results = await asyncio.gather(*(_passes(name, check, timeout_s) for name, check in checks.items()))
-    return dict(zip(checks, results, strict=True))
-
-
 STATE_HEADER = "Quayside-Registry-State"
 
 
 def _report(services: dict[str, bool], *, read_only: bool) -> JSONResponse:
-    status_code = 200 if all(services.values()) else 503
-    report = HealthReport(data=ServiceStatuses(services=services), status_code=status_code)
-    headers = {STATE_HEADER: "readonly" if read_only else "normal"}
-    return JSONResponse(report.model_dump(), status_code=status_code, headers=headers)
+    return health_report(services, {STATE_HEADER: "readonly" if read_only else "normal"})
 
 
 async def _read_only(context: RegistryContext) -> bool:
@@ -234,20 +180,20 @@ def _service_checks(
 async def _service_report(context: RegistryContext, *, end_to_end: bool) -> JSONResponse:
     read_only = asyncio.create_task(_read_only(context))
     checks = _service_checks(context, end_to_end=end_to_end, read_only=read_only)
-    services = await _run(checks, context.settings.health_check_timeout_s)
+    services = await run_checks(checks, context.settings.health_check_timeout_s)
     if not read_only.done():  # the database did not answer in time: its check says so
         read_only.cancel()
     known = read_only.done() and not read_only.cancelled() and read_only.result()
     return _report(_with_total(services, "storage", "storage:"), read_only=known)
 
 
-@router.get("/health/instance", response_model=HealthReport, responses=_RESPONSES)
+@router.get("/health/instance", response_model=HealthReport, responses=UNHEALTHY_RESPONSES)
 async def instance_health(context: RegistryContext = Depends(get_context)) -> JSONResponse:
     """Whether this instance reaches every service it depends on."""
     return await _service_report(context, end_to_end=False)
 
 
-@router.get("/health/endtoend", response_model=HealthReport, responses=_RESPONSES)
+@router.get("/health/endtoend", response_model=HealthReport, responses=UNHEALTHY_RESPONSES)
 async def end_to_end_health(context: RegistryContext = Depends(get_context)) -> JSONResponse:
     """Whether every service takes a write and gives it back."""
     return await _service_report(context, end_to_end=True)
@@ -278,7 +224,7 @@ def _watched_folders(settings: Settings) -> dict[str, str]:
     return folders
 
 
-@router.get("/health/warning", response_model=HealthReport, responses=_RESPONSES)
+@router.get("/health/warning", response_model=HealthReport, responses=UNHEALTHY_RESPONSES)
 async def warning_health(context: RegistryContext = Depends(get_context)) -> JSONResponse:
     """Whether every local folder the registry writes has enough free space."""
     settings = context.settings
@@ -288,7 +234,7 @@ async def warning_health(context: RegistryContext = Depends(get_context)) -> JSO
         )
         for name, folder in _watched_folders(settings).items()
     }
-    services = await _run(checks, settings.health_check_timeout_s)
+    services = await run_checks(checks, settings.health_check_timeout_s)
     total = _with_total(services, "disk_space_warning", "disk_space_warning:")
     try:
         read_only = await asyncio.wait_for(_read_only(context), settings.health_check_timeout_s)

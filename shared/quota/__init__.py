@@ -8,12 +8,14 @@ stay charged, while any tag row reaches them; garbage collection deletes them, r
 
 from shared.quota.accounting import (
     UsageChange,
+    at_reject_limit,
     lock_namespace,
-    new_bytes,
+    lock_namespace_if_limited,
     recheck_digests,
     recheck_namespace,
     recheck_repository,
     usage_bytes,
+    usage_with_digests,
 )
 from shared.quota.crossings import QuotaThreshold, check_crossings, reject_limit_bytes, thresholds
 from shared.quota.recount import RecountResult, RepositoryDrift, recount_namespace
@@ -23,9 +25,10 @@ __all__ = [
     "RecountResult",
     "RepositoryDrift",
     "UsageChange",
+    "at_reject_limit",
     "check_crossings",
     "lock_namespace",
-    "new_bytes",
+    "lock_namespace_if_limited",
     "recheck_digests",
     "recheck_namespace",
     "recheck_repository",
@@ -33,4 +36,5 @@ __all__ = [
     "reject_limit_bytes",
     "thresholds",
     "usage_bytes",
+    "usage_with_digests",
 ]

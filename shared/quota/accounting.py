@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import asyncpg
 from pydantic import BaseModel
 
-from shared.quota.crossings import check_crossings
+from shared.quota.crossings import LIMITS_AND_CROSSINGS, REJECT_LIMIT, LimitsAndCrossings, check_crossings
 
 # Digests re-checked per statement: bounds the arrays sent and the rows locked at once.
 BATCH = 1000
@@ -35,7 +35,8 @@ _IN_REPOSITORY = (
 
 def _recheck_sql(with_repository: bool) -> str:
     """One statement per batch: the namespace's set (and the repository's, $3) brought in line with
-    the rule, and the usage rows moved by the difference; answers the sums and the new usage.
+    the rule, and the usage rows moved by the difference; answers the sums, the new usage and the
+    namespace's limits and recorded crossings (for check_crossings, without another round trip).
 
     Added and removed touch disjoint digests (referenced or not). Nothing is written when nothing
     moved (the repository or namespace may be gone: a late event). A negative difference never
@@ -75,6 +76,7 @@ repo_usage AS (
     )
     return f"""
 WITH input AS (SELECT DISTINCT unnest($2::text[]) AS digest),
+limits AS ({LIMITS_AND_CROSSINGS}),
 ref_ns AS (SELECT i.digest, b.size FROM input i JOIN blob b ON b.digest = i.digest WHERE {_IN_NAMESPACE}),
 added_ns AS (
     INSERT INTO quota_namespace_blob (namespace_id, digest, size) SELECT $1, digest, size FROM ref_ns
@@ -98,7 +100,8 @@ ns_usage AS (
     RETURNING bytes
 ){repository_usage}
 SELECT ns_added, ns_removed, repo_added, repo_removed,
-       coalesce((SELECT bytes FROM ns_usage), (SELECT bytes FROM namespace_usage WHERE namespace_id = $1), 0)
+       coalesce((SELECT bytes FROM ns_usage), (SELECT bytes FROM namespace_usage WHERE namespace_id = $1), 0),
+       (SELECT array_agg(ROW(kind, limit_type, threshold_percent, limit_bytes, threshold_bytes)) FROM limits)
   FROM sums
 """
 
@@ -117,6 +120,8 @@ class UsageChange(BaseModel):
     repository_removed: int = 0
     usage_bytes: int = 0
     crossings: list[str] = []
+    # The namespace's smallest Reject threshold as the last re-check statement read it, under the lock.
+    reject_limit_bytes: int | None = None
 
     @property
     def changed(self) -> bool:
@@ -125,31 +130,66 @@ class UsageChange(BaseModel):
         )
 
 
+_LOCK = f"pg_advisory_xact_lock({_LOCK_CLASS}, ($1::bigint & 2147483647)::int)"
+# The lock only when a Reject limit applies: one statement, and for namespaces without a limit one
+# indexed lookup of quota and no lock. The limit itself is re-read, under the lock, by the re-check.
+_LOCK_IF_LIMITED = f"SELECT {_LOCK} FROM ({REJECT_LIMIT}) AS r WHERE r.bytes IS NOT NULL"
+_AT_REJECT_LIMIT = (
+    "SELECT coalesce((SELECT bytes FROM namespace_usage WHERE namespace_id = $1), 0) >= r.bytes"
+    f" FROM ({REJECT_LIMIT}) AS r"
+)
+
+
 async def lock_namespace(conn: asyncpg.Connection, namespace_id: int) -> None:
     """Serialise usage changes of one namespace until the end of the caller's transaction."""
     if not conn.is_in_transaction():
         raise RuntimeError("lock_namespace needs a transaction")
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1::int, ($2::bigint & 2147483647)::int)", _LOCK_CLASS, namespace_id
-    )
+    await conn.execute(f"SELECT {_LOCK}", namespace_id)
+
+
+async def lock_namespace_if_limited(
+    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None
+) -> bool:
+    """lock_namespace when a Reject limit applies to the namespace (its quota's, or the system
+    default without one); whether it did."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("lock_namespace_if_limited needs a transaction")
+    rows = await conn.fetch(_LOCK_IF_LIMITED, namespace_id, default_reject_bytes)
+    return bool(rows)
+
+
+async def at_reject_limit(
+    conn: asyncpg.Pool | asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None
+) -> bool:
+    """Whether the namespace's counted usage is at or over its smallest Reject threshold (False
+    without one), in one statement."""
+    return bool(await conn.fetchval(_AT_REJECT_LIMIT, namespace_id, default_reject_bytes))
+
+
+# Usage as if the digests ($3) were counted too (those known and not counted yet, each once), and
+# the Reject limit, read together after the lock.
+_USAGE_WITH_DIGESTS = f"""
+SELECT coalesce((SELECT bytes FROM namespace_usage WHERE namespace_id = $1), 0)
+       + (SELECT coalesce(sum(b.size), 0) FROM blob b WHERE b.digest = ANY($3::text[]) AND NOT EXISTS (
+            SELECT 1 FROM quota_namespace_blob q WHERE q.namespace_id = $1 AND q.digest = b.digest))::bigint,
+       r.bytes
+  FROM ({REJECT_LIMIT}) AS r
+"""
+
+
+async def usage_with_digests(
+    conn: asyncpg.Connection, namespace_id: int, digests: Iterable[str], default_reject_bytes: int | None
+) -> tuple[int, int | None]:
+    """The namespace's usage were these (known) blobs counted, and its smallest Reject threshold (or
+    None), in one statement: under lock_namespace, what a re-check of them would leave."""
+    row = await conn.fetchrow(_USAGE_WITH_DIGESTS, namespace_id, default_reject_bytes, sorted(set(digests)))
+    return int(row[0]), (int(row[1]) if row[1] is not None else None)
 
 
 async def usage_bytes(conn: asyncpg.Connection, namespace_id: int) -> int:
     """The namespace's counted usage (0 before anything was counted)."""
     value = await conn.fetchval("SELECT bytes FROM namespace_usage WHERE namespace_id = $1", namespace_id)
     return int(value or 0)
-
-
-async def new_bytes(conn: asyncpg.Connection, namespace_id: int, digests: Iterable[str]) -> int:
-    """The sizes of those (known) blobs not counted for the namespace yet, each once."""
-    value = await conn.fetchval(
-        "SELECT coalesce(sum(b.size), 0)::bigint FROM blob b"
-        " WHERE b.digest = ANY($2::text[]) AND NOT EXISTS ("
-        "  SELECT 1 FROM quota_namespace_blob q WHERE q.namespace_id = $1 AND q.digest = b.digest)",
-        namespace_id,
-        sorted(set(digests)),
-    )
-    return int(value)
 
 
 async def recheck_digests(
@@ -163,15 +203,15 @@ async def recheck_digests(
     """Bring the digests' counting in line with the rule, for the repository (when given) and the
     namespace, move the usage rows by the sizes counted or released, then announce threshold
     crossings when usage moved (``default_reject_bytes``: the system default, for namespaces without
-    a quota). Call inside a transaction holding lock_namespace."""
+    a quota). One statement per batch of digests (at least one, which also reads the limits), and
+    more only when a crossing is announced or re-armed. Call inside a transaction holding
+    lock_namespace."""
     if not conn.is_in_transaction():
         raise RuntimeError("recheck_digests needs a transaction holding lock_namespace")
     ordered = sorted(set(digests))
     change = UsageChange(namespace_id=namespace_id)
-    if not ordered:
-        change.usage_bytes = await usage_bytes(conn, namespace_id)
-        return change
-    for start in range(0, len(ordered), BATCH):
+    known = LimitsAndCrossings(limits=[], recorded=set())
+    for start in range(0, max(len(ordered), 1), BATCH):
         batch = ordered[start : start + BATCH]
         if repository_id is None:
             row = await conn.fetchrow(_RECHECK_NAMESPACE, namespace_id, batch)
@@ -182,8 +222,12 @@ async def recheck_digests(
         change.repository_added += row[2]
         change.repository_removed += row[3]
         change.usage_bytes = row[4]
+        known = LimitsAndCrossings.from_rows(row[5] or [], default_reject_bytes)
+    change.reject_limit_bytes = known.reject_limit_bytes
     if change.namespace_added != change.namespace_removed:
-        change.crossings = await check_crossings(conn, namespace_id, change.usage_bytes, default_reject_bytes)
+        change.crossings = await check_crossings(
+            conn, namespace_id, change.usage_bytes, default_reject_bytes, known=known
+        )
     return change
 
 

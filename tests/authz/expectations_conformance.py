@@ -4,22 +4,8 @@ repository's."""
 
 from __future__ import annotations
 
-from tests.authz.expectations import (
-    ACME,
-    ORG_ADMIN,
-    REPO,
-    REPO_ADMIN,
-    Expectation,
-    Probe,
-    acme,
-    app,
-    on_acme,
-    on_app,
-)
-from tests.authz.world import Role, World, unique
-
-_ORGANIZATION_POLICIES = f"{ACME}/immutabilitypolicy/"
-_REPOSITORY_POLICIES = f"{REPO}/immutabilitypolicy/"
+from tests.authz.policy_probes import policy_expectations
+from tests.authz.world import unique
 
 
 def _new_policy_body() -> dict[str, object]:
@@ -27,56 +13,4 @@ def _new_policy_body() -> dict[str, object]:
     return {"tagPattern": f"{unique('frozen')}-.*", "tagPatternMatches": True}
 
 
-async def _new_policy(world: World, policies_path: str) -> str:
-    created = await world.as_admin("POST", policies_path, json=_new_policy_body())
-    policy_uuid: str = created.json()["uuid"]
-    return policy_uuid
-
-
-def _organization_path() -> str:
-    return f"/api/v1/organization/{acme()['orgname']}/immutabilitypolicy/"
-
-
-def _repository_path() -> str:
-    path = app()
-    return f"/api/v1/repository/{path['namespace']}/{path['repository']}/immutabilitypolicy/"
-
-
-async def new_organization_policy_body(_world: World, _role: Role) -> Probe:
-    return Probe(acme(), json=_new_policy_body())
-
-
-async def fresh_organization_policy(world: World, _role: Role) -> Probe:
-    return Probe(acme(policy_uuid=await _new_policy(world, _organization_path())))
-
-
-async def fresh_organization_policy_update(world: World, _role: Role) -> Probe:
-    policy_uuid = await _new_policy(world, _organization_path())
-    return Probe(acme(policy_uuid=policy_uuid), json=_new_policy_body())
-
-
-async def new_repository_policy_body(_world: World, _role: Role) -> Probe:
-    return Probe(app(), json=_new_policy_body())
-
-
-async def fresh_repository_policy(world: World, _role: Role) -> Probe:
-    return Probe(app(policy_uuid=await _new_policy(world, _repository_path())))
-
-
-async def fresh_repository_policy_update(world: World, _role: Role) -> Probe:
-    policy_uuid = await _new_policy(world, _repository_path())
-    return Probe(app(policy_uuid=policy_uuid), json=_new_policy_body())
-
-
-EXPECTATIONS: dict[str, Expectation] = {
-    f"GET {_ORGANIZATION_POLICIES}": Expectation(ORG_ADMIN, on_acme),
-    f"POST {_ORGANIZATION_POLICIES}": Expectation(ORG_ADMIN, new_organization_policy_body),
-    f"GET {_ORGANIZATION_POLICIES}{{policy_uuid}}": Expectation(ORG_ADMIN, fresh_organization_policy),
-    f"PUT {_ORGANIZATION_POLICIES}{{policy_uuid}}": Expectation(ORG_ADMIN, fresh_organization_policy_update),
-    f"DELETE {_ORGANIZATION_POLICIES}{{policy_uuid}}": Expectation(ORG_ADMIN, fresh_organization_policy),
-    f"GET {_REPOSITORY_POLICIES}": Expectation(REPO_ADMIN, on_app),
-    f"POST {_REPOSITORY_POLICIES}": Expectation(REPO_ADMIN, new_repository_policy_body),
-    f"GET {_REPOSITORY_POLICIES}{{policy_uuid}}": Expectation(REPO_ADMIN, fresh_repository_policy),
-    f"PUT {_REPOSITORY_POLICIES}{{policy_uuid}}": Expectation(REPO_ADMIN, fresh_repository_policy_update),
-    f"DELETE {_REPOSITORY_POLICIES}{{policy_uuid}}": Expectation(REPO_ADMIN, fresh_repository_policy),
-}
+EXPECTATIONS = policy_expectations("immutabilitypolicy", _new_policy_body)

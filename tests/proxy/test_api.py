@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from tests.fixtures.registry import Account, Registry
+from tests.support.oci import push_image, random_image
 from tests.support.process import free_port
 
 
@@ -130,3 +131,34 @@ async def test_pushes_into_a_cache_organization_are_denied(registry: Registry) -
         "SELECT count(*) FROM repository r JOIN namespace n ON n.id = r.namespace_id WHERE n.name = $1", org
     )
     assert repositories == 0
+
+
+async def test_api_writes_adding_content_to_a_cache_organization_are_refused(registry: Registry) -> None:
+    owner, org = await _organization(registry)
+    async with registry.client(owner) as client:
+        digest = await push_image(client, f"{org}/app", random_image(), "v1")
+        configured = await client.post(
+            f"/api/v1/organization/{org}/proxycache", json={"upstream_registry": "registry.test"}
+        )
+        tag_path = f"/api/v1/repository/{org}/app/tag"
+        refused = [
+            await client.post(
+                "/api/v1/repository",
+                json={"namespace": org, "repository": "other", "visibility": "private", "description": ""},
+            ),
+            await client.put(f"{tag_path}/copy", json={"manifest_digest": digest}),
+            await client.put(f"{tag_path}/v1", json={"manifest_digest": digest}),
+            await client.post(f"{tag_path}/v1/restore", json={"manifest_digest": digest}),
+        ]
+        expiration_only = await client.put(f"{tag_path}/v1", json={"expiration": None})
+        tags = (await client.get(f"/api/v1/repository/{org}/app/tag/")).json()["tags"]
+    assert configured.status_code == 201
+    for response in refused:
+        assert response.status_code == 403, response.text
+        assert "proxy cache" in response.json()["detail"]
+    assert expiration_only.status_code == 201, expiration_only.text
+    assert [tag["name"] for tag in tags] == ["v1"]
+    repositories = await registry.context.pool.fetchval(
+        "SELECT count(*) FROM repository r JOIN namespace n ON n.id = r.namespace_id WHERE n.name = $1", org
+    )
+    assert repositories == 1

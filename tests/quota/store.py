@@ -10,6 +10,7 @@ import uuid
 
 import asyncpg
 
+from services.registry.domain import manifest_store
 from shared.events.models import (
     BlobsCollected,
     CollectedRepository,
@@ -129,20 +130,18 @@ async def purge_time_machine(conn: asyncpg.Connection, repository_id: int, tag: 
     )
 
 
-async def delete_manifest(conn: asyncpg.Connection, repository_id: int, digest: str) -> list[TagDeleted]:
-    """DELETE /v2/<name>/manifests/<digest>: the manifest and its tag rows go; live tags announced."""
-    live = await conn.fetch(
-        "SELECT t.name FROM tag t JOIN manifest m ON m.id = t.manifest_id"
-        " WHERE m.repository_id = $1 AND m.digest = $2 AND t.lifetime_end IS NULL",
-        repository_id,
-        digest,
-    )
-    await conn.execute("DELETE FROM manifest WHERE repository_id = $1 AND digest = $2", repository_id, digest)
-    namespace_name, repository_name = await names(conn, repository_id)
-    return [
-        TagDeleted(namespace=namespace_name, repository=repository_name, tag=row[0], digest=digest)
-        for row in live
-    ]
+async def delete_manifest(conn: asyncpg.Connection, repository_id: int, digest: str) -> bool:
+    """DELETE /v2/<name>/manifests/<digest>, through the registry's own delete (the manifest, its tag
+    rows and, in the same transaction, its bytes in the quota usage)."""
+    namespace_id = await conn.fetchval("SELECT namespace_id FROM repository WHERE id = $1", repository_id)
+    async with conn.transaction():
+        return await manifest_store.delete_manifest(
+            conn,
+            namespace_id=namespace_id,
+            repository_id=repository_id,
+            digest=digest,
+            default_reject_bytes=None,
+        )
 
 
 async def collect_garbage(conn: asyncpg.Connection, namespace_id: int) -> BlobsCollected:

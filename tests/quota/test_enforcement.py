@@ -212,3 +212,26 @@ async def test_concurrent_pushes_cannot_together_overshoot(
             assert_quota_exceeded(answer)
     assert len(accepted) == 3
     assert await usage(registry, org) == sum(image_bytes(image) for image in accepted) <= limit
+
+
+async def test_a_manifest_deleted_by_digest_is_released_at_once(
+    registry: Registry, org: str, client: httpx.AsyncClient
+) -> None:
+    await set_quota(registry, org, 10**9, [("Reject", 100)])
+    kept = random_image(layer_count=1, layer_size=2000)
+    await push_image(client, f"{org}/app", kept, "v1")
+    # An untagged manifest (pushed by digest) sharing the kept image's layer, and a tagged one.
+    untagged = Image(config=kept.config, layers=[kept.layers[0], os.urandom(3000)])
+    digest = digest_bytes(untagged.manifest)
+    await push_image_blobs(client, f"{org}/app", untagged)
+    assert (await put_manifest(client, f"{org}/app", untagged, digest)).status_code == 201
+    tagged = random_image(layer_count=1, layer_size=2500)
+    await push_image(client, f"{org}/app", tagged, "v2")
+    assert await usage(registry, org) == image_bytes(kept) + 3000 + image_bytes(tagged)
+
+    assert (await client.delete(f"/v2/{org}/app/manifests/{digest}")).status_code == 202
+    assert await usage(registry, org) == image_bytes(kept) + image_bytes(tagged)
+    tagged_digest = digest_bytes(tagged.manifest)
+    assert (await client.delete(f"/v2/{org}/app/manifests/{tagged_digest}")).status_code == 202
+    assert await usage(registry, org) == image_bytes(kept)
+    assert (await client.delete(f"/v2/{org}/app/manifests/{tagged_digest}")).status_code == 404

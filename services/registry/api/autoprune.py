@@ -20,7 +20,8 @@ import asyncpg
 from fastapi import Depends, Request, Response
 from pydantic import Field
 
-from services.registry.api.common import ApiModel, api_router, bad_request, db_connection, not_found
+from services.registry.api.common import ApiModel, api_router, db_connection, not_found
+from services.registry.api.owned_policies import log_namespace_change, policy_errors
 from services.registry.api.repositories import REPOSITORY_PATH, RepositoryAccess, administered_repository
 from services.registry.api.security import (
     ApiCaller,
@@ -30,9 +31,7 @@ from services.registry.api.security import (
     user_with_scope,
 )
 from services.registry.domain import autoprune_policies as policies
-from services.registry.domain.audit import client_ip
 from shared.auth.accounts import Namespace, find_namespace
-from shared.usage_logs import record
 
 router = api_router(tags=["Auto-prune policies"])
 
@@ -64,10 +63,8 @@ class PolicyBody(ApiModel):
     )
 
     def rules(self) -> policies.PruneRules:
-        try:
+        with policy_errors():
             return policies.checked_rules(self.method, self.value, self.tag_pattern, self.tag_pattern_matches)
-        except policies.PolicyError as error:
-            raise bad_request(str(error)) from error
 
 
 def policy_view(policy: policies.AutoprunePolicy) -> dict[str, Any]:
@@ -90,68 +87,11 @@ def _log_metadata(policy: policies.AutoprunePolicy) -> dict[str, Any]:
     }
 
 
-async def _created(
-    conn: asyncpg.Connection, owner: policies.PolicyOwner, body: PolicyBody
-) -> policies.AutoprunePolicy:
-    try:
-        return await policies.create_policy(conn, owner, body.rules())
-    except policies.PolicyError as error:
-        raise bad_request(str(error)) from error
-
-
-async def _found(
-    conn: asyncpg.Connection, owner: policies.PolicyOwner, policy_uuid: uuid.UUID
-) -> policies.AutoprunePolicy:
-    try:
-        return await policies.get_policy(conn, owner, policy_uuid)
-    except policies.PolicyNotFoundError as error:
-        raise not_found(str(error)) from error
-
-
-async def _updated(
-    conn: asyncpg.Connection, owner: policies.PolicyOwner, policy_uuid: uuid.UUID, body: PolicyBody
-) -> policies.AutoprunePolicy:
-    rules = body.rules()
-    try:
-        return await policies.update_policy(conn, owner, policy_uuid, rules)
-    except policies.PolicyNotFoundError as error:
-        raise not_found(str(error)) from error
-    except policies.PolicyError as error:
-        raise bad_request(str(error)) from error
-
-
-async def _deleted(
-    conn: asyncpg.Connection, owner: policies.PolicyOwner, policy_uuid: uuid.UUID
-) -> policies.AutoprunePolicy:
-    try:
-        return await policies.delete_policy(conn, owner, policy_uuid)
-    except policies.PolicyNotFoundError as error:
-        raise not_found(str(error)) from error
-
-
 # Namespaces: organizations and the caller's own user namespace.
 
 
 def _namespace_owner(namespace: Namespace) -> policies.PolicyOwner:
     return policies.PolicyOwner(namespace_id=namespace.id)
-
-
-async def _log_namespace_change(
-    conn: asyncpg.Connection,
-    request: Request,
-    caller: ApiCaller,
-    namespace: Namespace,
-    kind: str,
-    policy: policies.AutoprunePolicy,
-) -> None:
-    await record(
-        conn,
-        kind,
-        performer=caller.identity,
-        ip=client_ip(request),
-        namespace=namespace.name,
-        metadata=_log_metadata(policy),
-    )
 
 
 async def _user_namespace(
@@ -173,9 +113,10 @@ async def _create(
     conn: asyncpg.Connection, request: Request, caller: ApiCaller, namespace: Namespace, body: PolicyBody
 ) -> dict[str, str]:
     async with conn.transaction():
-        policy = await _created(conn, _namespace_owner(namespace), body)
-        await _log_namespace_change(
-            conn, request, caller, namespace, "create_namespace_autoprune_policy", policy
+        with policy_errors():
+            policy = await policies.create_policy(conn, _namespace_owner(namespace), body.rules())
+        await log_namespace_change(
+            conn, request, caller, namespace, "create_namespace_autoprune_policy", _log_metadata(policy)
         )
     return {"uuid": str(policy.uuid)}
 
@@ -189,9 +130,12 @@ async def _update(
     body: PolicyBody,
 ) -> Response:
     async with conn.transaction():
-        policy = await _updated(conn, _namespace_owner(namespace), policy_uuid, body)
-        await _log_namespace_change(
-            conn, request, caller, namespace, "update_namespace_autoprune_policy", policy
+        with policy_errors():
+            policy = await policies.update_policy(
+                conn, _namespace_owner(namespace), policy_uuid, body.rules()
+            )
+        await log_namespace_change(
+            conn, request, caller, namespace, "update_namespace_autoprune_policy", _log_metadata(policy)
         )
     return Response(status_code=204)
 
@@ -204,9 +148,10 @@ async def _delete(
     policy_uuid: uuid.UUID,
 ) -> dict[str, str]:
     async with conn.transaction():
-        policy = await _deleted(conn, _namespace_owner(namespace), policy_uuid)
-        await _log_namespace_change(
-            conn, request, caller, namespace, "delete_namespace_autoprune_policy", policy
+        with policy_errors():
+            policy = await policies.delete_policy(conn, _namespace_owner(namespace), policy_uuid)
+        await log_namespace_change(
+            conn, request, caller, namespace, "delete_namespace_autoprune_policy", _log_metadata(policy)
         )
     return {"uuid": str(policy.uuid)}
 
@@ -238,7 +183,8 @@ async def get_organization_policy(
     organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
-    return policy_view(await _found(conn, _namespace_owner(organization), policy_uuid))
+    with policy_errors():
+        return policy_view(await policies.get_policy(conn, _namespace_owner(organization), policy_uuid))
 
 
 @router.put(f"{_ORGANIZATION_POLICIES}{{policy_uuid}}", status_code=204)
@@ -291,7 +237,8 @@ async def get_user_policy(
     namespace: Namespace = Depends(_user_namespace),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
-    return policy_view(await _found(conn, _namespace_owner(namespace), policy_uuid))
+    with policy_errors():
+        return policy_view(await policies.get_policy(conn, _namespace_owner(namespace), policy_uuid))
 
 
 @router.put(f"{_USER_POLICIES}{{policy_uuid}}", status_code=204)
@@ -341,7 +288,8 @@ async def create_repository_policy(
 ) -> dict[str, str]:
     """A policy over the repository's tags; 201 with its uuid."""
     async with access.conn.transaction():
-        policy = await _created(access.conn, _repository_owner(access), body)
+        with policy_errors():
+            policy = await policies.create_policy(access.conn, _repository_owner(access), body.rules())
         await access.log("create_repository_autoprune_policy", _log_metadata(policy))
     return {"uuid": str(policy.uuid)}
 
@@ -350,7 +298,8 @@ async def create_repository_policy(
 async def get_repository_policy(
     policy_uuid: uuid.UUID, access: RepositoryAccess = Depends(administered_repository)
 ) -> dict[str, Any]:
-    return policy_view(await _found(access.conn, _repository_owner(access), policy_uuid))
+    with policy_errors():
+        return policy_view(await policies.get_policy(access.conn, _repository_owner(access), policy_uuid))
 
 
 @router.put(f"{_REPOSITORY_POLICIES}{{policy_uuid}}", status_code=204)
@@ -359,7 +308,10 @@ async def update_repository_policy(
 ) -> Response:
     """Replace the policy's method, value and pattern; 204."""
     async with access.conn.transaction():
-        policy = await _updated(access.conn, _repository_owner(access), policy_uuid, body)
+        with policy_errors():
+            policy = await policies.update_policy(
+                access.conn, _repository_owner(access), policy_uuid, body.rules()
+            )
         await access.log("update_repository_autoprune_policy", _log_metadata(policy))
     return Response(status_code=204)
 
@@ -369,6 +321,7 @@ async def delete_repository_policy(
     policy_uuid: uuid.UUID, access: RepositoryAccess = Depends(administered_repository)
 ) -> dict[str, str]:
     async with access.conn.transaction():
-        policy = await _deleted(access.conn, _repository_owner(access), policy_uuid)
+        with policy_errors():
+            policy = await policies.delete_policy(access.conn, _repository_owner(access), policy_uuid)
         await access.log("delete_repository_autoprune_policy", _log_metadata(policy))
     return {"uuid": str(policy.uuid)}

@@ -19,14 +19,13 @@ import asyncpg
 from fastapi import Depends, Request, Response
 from pydantic import Field
 
-from services.registry.api.common import ApiModel, api_router, bad_request, db_connection, not_found
+from services.registry.api.common import ApiModel, api_router, db_connection
+from services.registry.api.owned_policies import log_namespace_change, policy_errors
 from services.registry.api.repositories import REPOSITORY_PATH, RepositoryAccess, administered_repository
 from services.registry.api.security import ApiCaller, administered_organization, org_admin_user
 from services.registry.domain import immutability
-from services.registry.domain.audit import client_ip
 from shared.api_errors import QuayHTTPException
 from shared.auth.accounts import Namespace
-from shared.usage_logs import record
 
 router = api_router(tags=["Immutability policies"])
 
@@ -49,10 +48,8 @@ class PolicyBody(ApiModel):
     )
 
     def rules(self) -> immutability.PolicyRules:
-        try:
+        with policy_errors():
             pattern = immutability.checked_pattern(self.tag_pattern)
-        except immutability.PolicyError as error:
-            raise bad_request(str(error)) from error
         return immutability.PolicyRules(tag_pattern=pattern, tag_pattern_matches=self.tag_pattern_matches)
 
 
@@ -80,67 +77,11 @@ def _log_metadata(policy: immutability.ImmutabilityPolicy) -> dict[str, Any]:
     }
 
 
-async def _created(
-    conn: asyncpg.Connection, owner: immutability.PolicyOwner, body: PolicyBody
-) -> immutability.ImmutabilityPolicy:
-    try:
-        return await immutability.create_policy(conn, owner, body.rules())
-    except immutability.PolicyError as error:
-        raise bad_request(str(error)) from error
-
-
-async def _found(
-    conn: asyncpg.Connection, owner: immutability.PolicyOwner, policy_uuid: uuid.UUID
-) -> immutability.ImmutabilityPolicy:
-    try:
-        return await immutability.get_policy(conn, owner, policy_uuid)
-    except immutability.PolicyNotFoundError as error:
-        raise not_found(str(error)) from error
-
-
-async def _updated(
-    conn: asyncpg.Connection, owner: immutability.PolicyOwner, policy_uuid: uuid.UUID, body: PolicyBody
-) -> immutability.ImmutabilityPolicy:
-    try:
-        return await immutability.update_policy(conn, owner, policy_uuid, body.rules())
-    except immutability.PolicyNotFoundError as error:
-        raise not_found(str(error)) from error
-    except immutability.PolicyError as error:
-        raise bad_request(str(error)) from error
-
-
-async def _deleted(
-    conn: asyncpg.Connection, owner: immutability.PolicyOwner, policy_uuid: uuid.UUID
-) -> immutability.ImmutabilityPolicy:
-    try:
-        return await immutability.delete_policy(conn, owner, policy_uuid)
-    except immutability.PolicyNotFoundError as error:
-        raise not_found(str(error)) from error
-
-
 # Organizations
 
 
 def _organization_owner(organization: Namespace) -> immutability.PolicyOwner:
     return immutability.PolicyOwner(namespace_id=organization.id)
-
-
-async def _log_organization_change(
-    conn: asyncpg.Connection,
-    request: Request,
-    caller: ApiCaller,
-    organization: Namespace,
-    kind: str,
-    policy: immutability.ImmutabilityPolicy,
-) -> None:
-    await record(
-        conn,
-        kind,
-        performer=caller.identity,
-        ip=client_ip(request),
-        namespace=organization.name,
-        metadata=_log_metadata(policy),
-    )
 
 
 @router.get(_ORGANIZATION_POLICIES)
@@ -163,9 +104,10 @@ async def create_organization_policy(
 ) -> dict[str, str]:
     """A policy over every repository of the organization; 201 with its uuid."""
     async with conn.transaction():
-        policy = await _created(conn, _organization_owner(organization), body)
-        await _log_organization_change(
-            conn, request, caller, organization, "create_immutability_policy", policy
+        with policy_errors():
+            policy = await immutability.create_policy(conn, _organization_owner(organization), body.rules())
+        await log_namespace_change(
+            conn, request, caller, organization, "create_immutability_policy", _log_metadata(policy)
         )
     return {"uuid": str(policy.uuid)}
 
@@ -176,7 +118,10 @@ async def get_organization_policy(
     organization: Namespace = Depends(administered_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
-    return policy_view(await _found(conn, _organization_owner(organization), policy_uuid))
+    with policy_errors():
+        return policy_view(
+            await immutability.get_policy(conn, _organization_owner(organization), policy_uuid)
+        )
 
 
 @router.put(f"{_ORGANIZATION_POLICIES}{{policy_uuid}}", status_code=204)
@@ -190,9 +135,12 @@ async def update_organization_policy(
 ) -> Response:
     """Replace the policy's pattern and sense; 204."""
     async with conn.transaction():
-        policy = await _updated(conn, _organization_owner(organization), policy_uuid, body)
-        await _log_organization_change(
-            conn, request, caller, organization, "update_immutability_policy", policy
+        with policy_errors():
+            policy = await immutability.update_policy(
+                conn, _organization_owner(organization), policy_uuid, body.rules()
+            )
+        await log_namespace_change(
+            conn, request, caller, organization, "update_immutability_policy", _log_metadata(policy)
         )
     return Response(status_code=204)
 
@@ -207,9 +155,10 @@ async def delete_organization_policy(
 ) -> dict[str, str]:
     """Delete the policy: the tags only it protected are mutable again."""
     async with conn.transaction():
-        policy = await _deleted(conn, _organization_owner(organization), policy_uuid)
-        await _log_organization_change(
-            conn, request, caller, organization, "delete_immutability_policy", policy
+        with policy_errors():
+            policy = await immutability.delete_policy(conn, _organization_owner(organization), policy_uuid)
+        await log_namespace_change(
+            conn, request, caller, organization, "delete_immutability_policy", _log_metadata(policy)
         )
     return {"uuid": str(policy.uuid)}
 
@@ -238,7 +187,8 @@ async def create_repository_policy(
 ) -> dict[str, str]:
     """A policy over the repository's tags; 201 with its uuid."""
     async with access.conn.transaction():
-        policy = await _created(access.conn, _repository_owner(access), body)
+        with policy_errors():
+            policy = await immutability.create_policy(access.conn, _repository_owner(access), body.rules())
         await access.log("create_immutability_policy", _log_metadata(policy))
     return {"uuid": str(policy.uuid)}
 
@@ -247,7 +197,8 @@ async def create_repository_policy(
 async def get_repository_policy(
     policy_uuid: uuid.UUID, access: RepositoryAccess = Depends(administered_repository)
 ) -> dict[str, Any]:
-    return policy_view(await _found(access.conn, _repository_owner(access), policy_uuid))
+    with policy_errors():
+        return policy_view(await immutability.get_policy(access.conn, _repository_owner(access), policy_uuid))
 
 
 @router.put(f"{_REPOSITORY_POLICIES}{{policy_uuid}}", status_code=204)
@@ -256,7 +207,10 @@ async def update_repository_policy(
 ) -> Response:
     """Replace the policy's pattern and sense; 204."""
     async with access.conn.transaction():
-        policy = await _updated(access.conn, _repository_owner(access), policy_uuid, body)
+        with policy_errors():
+            policy = await immutability.update_policy(
+                access.conn, _repository_owner(access), policy_uuid, body.rules()
+            )
         await access.log("update_immutability_policy", _log_metadata(policy))
     return Response(status_code=204)
 
@@ -267,6 +221,7 @@ async def delete_repository_policy(
 ) -> dict[str, str]:
     """Delete the policy: the tags only it protected are mutable again."""
     async with access.conn.transaction():
-        policy = await _deleted(access.conn, _repository_owner(access), policy_uuid)
+        with policy_errors():
+            policy = await immutability.delete_policy(access.conn, _repository_owner(access), policy_uuid)
         await access.log("delete_immutability_policy", _log_metadata(policy))
     return {"uuid": str(policy.uuid)}

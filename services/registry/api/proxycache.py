@@ -15,7 +15,15 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from services.registry.api.common import NO_NUL, ApiModel, api_router, bad_request, db_connection, not_found
+from services.registry.api.common import (
+    NO_NUL,
+    ApiModel,
+    api_router,
+    bad_request,
+    db_connection,
+    forbidden,
+    not_found,
+)
 from services.registry.api.security import ApiCaller, administered_organization, org_admin_user
 from services.registry.context import RegistryContext, get_context
 from services.registry.domain.audit import client_ip
@@ -33,6 +41,13 @@ _MAX_EXPIRATION_S = 10 * 365 * 86_400
 _VALIDATION_REPOSITORY = "library/validation"
 # A validation answers within seconds: an upstream slower than this to answer GET /v2/ fails it.
 _VALIDATION_TIMEOUT_S = 10.0
+
+
+async def refuse_content_writes(conn: asyncpg.Connection, namespace_id: int) -> None:
+    """403 in a cache organization: its content comes only from the upstream, so creating a
+    repository and creating or moving a tag are refused, as pushes are."""
+    if await proxy_config.is_cache_namespace(conn, namespace_id):
+        raise forbidden("the organization is a proxy cache: its content comes only from the upstream")
 
 
 class ProxyCacheBody(ApiModel):

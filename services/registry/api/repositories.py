@@ -30,6 +30,7 @@ from services.registry.api.common import (
     not_found,
 )
 from services.registry.api.page_tokens import MAX_TOKEN_LENGTH, decode_token, encode_token
+from services.registry.api.proxycache import refuse_content_writes
 from services.registry.api.security import ApiCaller, api_caller
 from services.registry.context import RegistryContext, get_context
 from services.registry.domain import repository_management as management
@@ -274,6 +275,7 @@ async def create_repository(
         raise not_found(f"no namespace {namespace_name!r}")
     if not await can_create_repository(conn, identity, namespace.id):
         raise forbidden(f"permission to create repositories in {namespace_name!r} required")
+    await refuse_content_writes(conn, namespace.id)
     try:
         async with conn.transaction():
             await management.create_repository(

@@ -7,6 +7,7 @@ report of every namespace's usage against its limits, /api/v1/superuser/quotarep
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -46,88 +47,50 @@ async def _find_user_namespace(conn: asyncpg.Connection, name: str) -> Namespace
     return found
 
 
-async def _organization_changes(
-    namespace: str,
-    request: Request,
-    caller: ApiCaller = Depends(superuser),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> QuotaChanges:
-    return QuotaChanges(conn, request, caller, await find_organization(conn, namespace))
+def _quota_routes(path: str, find: Callable[[asyncpg.Connection, str], Awaitable[Namespace]]) -> None:
+    """The superuser's list, create, change and delete of the quota of the namespaces at ``path``,
+    ``find`` reading its {namespace} (the caller is checked first: 401/403 before 404)."""
+
+    async def changes_of(
+        namespace: str,
+        request: Request,
+        caller: ApiCaller = Depends(superuser),
+        conn: asyncpg.Connection = Depends(db_connection),
+    ) -> QuotaChanges:
+        return QuotaChanges(conn, request, caller, await find(conn, namespace))
+
+    @router.get(path)
+    async def list_quota_superuser(
+        changes: QuotaChanges = Depends(changes_of), context: RegistryContext = Depends(get_context)
+    ) -> list[dict[str, Any]]:
+        return await quota_list_view(changes.conn, changes.namespace.id, default_reject_bytes(context))
+
+    @router.post(path, status_code=201)
+    async def create_quota_superuser(
+        body: QuotaBody, changes: QuotaChanges = Depends(changes_of)
+    ) -> JSONResponse:
+        await changes.create_quota(body)
+        return created()
+
+    @router.put(f"{path}/{{quota_id}}")
+    async def change_quota_superuser(
+        quota_id: RowId,
+        body: QuotaBody,
+        changes: QuotaChanges = Depends(changes_of),
+        context: RegistryContext = Depends(get_context),
+    ) -> dict[str, Any]:
+        return quota_view(await changes.change_quota(quota_id, body), default_reject_bytes(context))
+
+    @router.delete(f"{path}/{{quota_id}}", status_code=204)
+    async def delete_quota_superuser(
+        quota_id: RowId, changes: QuotaChanges = Depends(changes_of)
+    ) -> Response:
+        await changes.delete_quota(quota_id)
+        return Response(status_code=204)
 
 
-async def _user_changes(
-    namespace: str,
-    request: Request,
-    caller: ApiCaller = Depends(superuser),
-    conn: asyncpg.Connection = Depends(db_connection),
-) -> QuotaChanges:
-    return QuotaChanges(conn, request, caller, await _find_user_namespace(conn, namespace))
-
-
-@router.get(_ORGANIZATION_QUOTAS)
-async def list_organization_quota_superuser(
-    changes: QuotaChanges = Depends(_organization_changes), context: RegistryContext = Depends(get_context)
-) -> list[dict[str, Any]]:
-    return await quota_list_view(changes.conn, changes.namespace.id, default_reject_bytes(context))
-
-
-@router.get(_USER_QUOTAS)
-async def list_user_quota_superuser(
-    changes: QuotaChanges = Depends(_user_changes), context: RegistryContext = Depends(get_context)
-) -> list[dict[str, Any]]:
-    return await quota_list_view(changes.conn, changes.namespace.id, default_reject_bytes(context))
-
-
-@router.post(_ORGANIZATION_QUOTAS, status_code=201)
-async def create_organization_quota_superuser(
-    body: QuotaBody, changes: QuotaChanges = Depends(_organization_changes)
-) -> JSONResponse:
-    await changes.create_quota(body)
-    return created()
-
-
-@router.post(_USER_QUOTAS, status_code=201)
-async def create_user_quota_superuser(
-    body: QuotaBody, changes: QuotaChanges = Depends(_user_changes)
-) -> JSONResponse:
-    await changes.create_quota(body)
-    return created()
-
-
-@router.put(f"{_ORGANIZATION_QUOTAS}/{{quota_id}}")
-async def change_organization_quota_superuser(
-    quota_id: RowId,
-    body: QuotaBody,
-    changes: QuotaChanges = Depends(_organization_changes),
-    context: RegistryContext = Depends(get_context),
-) -> dict[str, Any]:
-    return quota_view(await changes.change_quota(quota_id, body), default_reject_bytes(context))
-
-
-@router.put(f"{_USER_QUOTAS}/{{quota_id}}")
-async def change_user_quota_superuser(
-    quota_id: RowId,
-    body: QuotaBody,
-    changes: QuotaChanges = Depends(_user_changes),
-    context: RegistryContext = Depends(get_context),
-) -> dict[str, Any]:
-    return quota_view(await changes.change_quota(quota_id, body), default_reject_bytes(context))
-
-
-@router.delete(f"{_ORGANIZATION_QUOTAS}/{{quota_id}}", status_code=204)
-async def delete_organization_quota_superuser(
-    quota_id: RowId, changes: QuotaChanges = Depends(_organization_changes)
-) -> Response:
-    await changes.delete_quota(quota_id)
-    return Response(status_code=204)
-
-
-@router.delete(f"{_USER_QUOTAS}/{{quota_id}}", status_code=204)
-async def delete_user_quota_superuser(
-    quota_id: RowId, changes: QuotaChanges = Depends(_user_changes)
-) -> Response:
-    await changes.delete_quota(quota_id)
-    return Response(status_code=204)
+_quota_routes(_ORGANIZATION_QUOTAS, find_organization)
+_quota_routes(_USER_QUOTAS, _find_user_namespace)
 
 
 @router.get("/superuser/quotareport")

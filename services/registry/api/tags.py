@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from services.registry.api.common import ApiModel, api_router, bad_request, format_date, not_found
 from services.registry.api.immutability import immutable_tags_as_conflict
 from services.registry.api.page_tokens import MAX_TOKEN_LENGTH, decode_token, encode_token
+from services.registry.api.proxycache import refuse_content_writes
 from services.registry.api.pull_statistics import with_pull_fields
 from services.registry.api.repositories import (
     REPOSITORY_PATH,
@@ -210,6 +211,8 @@ async def change_tag(
     if not body.model_fields_set:
         raise bad_request("manifest_digest or expiration is required")
     access.require_normal_state()
+    if "manifest_digest" in body.model_fields_set:
+        await refuse_content_writes(access.conn, access.repository.namespace_id)
     async with access.conn.transaction():
         if "manifest_digest" in body.model_fields_set:
             await _retarget(access, tag, _checked_digest(body.manifest_digest or ""))
@@ -243,6 +246,7 @@ async def restore_tag(
         raise bad_request("Missing manifest_digest")
     digest = _checked_digest(body.manifest_digest)
     access.require_normal_state()
+    await refuse_content_writes(access.conn, access.repository.namespace_id)
     async with access.conn.transaction():
         try:
             await tag_lifecycle.restore_tag(access.conn, access.repository.id, tag, digest)

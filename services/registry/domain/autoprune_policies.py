@@ -17,33 +17,17 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
-from services.registry.domain import immutability
+from services.registry.domain.immutability import checked_pattern
+from services.registry.domain.owned_policies import PolicyError as PolicyError
+from services.registry.domain.owned_policies import PolicyOwner as PolicyOwner
+from services.registry.domain.owned_policies import PolicyTable, owner_filter
 
 Method = Literal["number_of_tags", "creation_date"]
 METHODS: tuple[Method, ...] = ("number_of_tags", "creation_date")
 MAX_TAG_COUNT = 100_000
-# Policies of one namespace, and of one repository: each pass of the worker evaluates them all.
-MAX_POLICIES_PER_OWNER = 50
 # Quay's duration strings (TAG_EXPIRATION_OPTIONS): a count and a unit, m = minutes, y = 365 days.
 _DURATION = re.compile(r"([0-9]{1,6})([smhdwy])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800, "y": 365 * 86_400}
-
-
-class PolicyError(ValueError):
-    """The policy cannot be stored as asked (bad method, value or pattern, duplicate, too many)."""
-
-
-class PolicyNotFoundError(LookupError):
-    """No such policy for this namespace or repository."""
-
-
-class PolicyOwner(BaseModel):
-    """A namespace (``repository_id`` None) or one of its repositories."""
-
-    model_config = ConfigDict(frozen=True)
-
-    namespace_id: int
-    repository_id: int | None = None
 
 
 class PruneRules(BaseModel):
@@ -85,25 +69,13 @@ def checked_rules(
         raise PolicyError(
             "Invalid value given for method type: creation_date takes a duration such as 30s, 90m, 3h, 7d, 4w or 1y"
         )
-    pattern = None
-    if tag_pattern is not None:
-        try:
-            pattern = immutability.checked_pattern(tag_pattern)
-        except immutability.PolicyError as error:
-            raise PolicyError(str(error)) from error
+    pattern = None if tag_pattern is None else checked_pattern(tag_pattern)
     return PruneRules(
         method=method,
         value=value.strip() if isinstance(value, str) else value,
         tag_pattern=pattern,
         tag_pattern_matches=tag_pattern_matches,
     )
-
-
-def _owner_filter(owner: PolicyOwner, first_parameter: int) -> tuple[str, list[object]]:
-    """The WHERE clause of the owner's own policies, with its parameters from ``$first_parameter``."""
-    if owner.repository_id is None:
-        return f"namespace_id = ${first_parameter} AND repository_id IS NULL", [owner.namespace_id]
-    return f"repository_id = ${first_parameter}", [owner.repository_id]
 
 
 _COLUMNS = "uuid, method, tag_count, max_age, tag_pattern, tag_pattern_matches"
@@ -119,6 +91,12 @@ def _policy(row: asyncpg.Record) -> AutoprunePolicy:
     )
 
 
+_TABLE = PolicyTable("autoprune_policy", _COLUMNS, "auto-prune", _policy)
+list_policies = _TABLE.list
+get_policy = _TABLE.get
+delete_policy = _TABLE.delete
+
+
 def _stored_values(rules: PruneRules) -> tuple[int | None, str | None, int | None]:
     """(tag_count, max_age, max_age_s) of the rules."""
     if rules.method == "number_of_tags":
@@ -126,35 +104,6 @@ def _stored_values(rules: PruneRules) -> tuple[int | None, str | None, int | Non
         return rules.value, None, None
     assert isinstance(rules.value, str)
     return None, rules.value, duration_seconds(rules.value)
-
-
-async def list_policies(conn: asyncpg.Connection, owner: PolicyOwner) -> list[AutoprunePolicy]:
-    """The owner's policies (at most MAX_POLICIES_PER_OWNER), oldest first."""
-    where, parameters = _owner_filter(owner, 1)
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM autoprune_policy WHERE {where} ORDER BY id LIMIT {MAX_POLICIES_PER_OWNER}",
-        *parameters,
-    )
-    return [_policy(row) for row in rows]
-
-
-async def get_policy(conn: asyncpg.Connection, owner: PolicyOwner, policy_uuid: uuid.UUID) -> AutoprunePolicy:
-    where, parameters = _owner_filter(owner, 2)
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM autoprune_policy WHERE uuid = $1 AND {where}", policy_uuid, *parameters
-    )
-    if row is None:
-        raise PolicyNotFoundError(f"no auto-prune policy {policy_uuid}")
-    return _policy(row)
-
-
-async def _lock_owner(conn: asyncpg.Connection, owner: PolicyOwner) -> None:
-    """Serialize the policy changes of one owner until the caller's transaction ends."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('autoprune:' || $1::bigint || ':' || $2::text, 0))",
-        owner.namespace_id,
-        str(owner.repository_id),
-    )
 
 
 async def _refuse_duplicate(
@@ -171,11 +120,7 @@ async def _refuse_duplicate(
 async def create_policy(conn: asyncpg.Connection, owner: PolicyOwner, rules: PruneRules) -> AutoprunePolicy:
     """Store a new policy of the owner; PolicyError for a duplicate or one policy too many."""
     async with conn.transaction():
-        await _lock_owner(conn, owner)
-        where, parameters = _owner_filter(owner, 1)
-        count = await conn.fetchval(f"SELECT count(*) FROM autoprune_policy WHERE {where}", *parameters)
-        if count >= MAX_POLICIES_PER_OWNER:
-            raise PolicyError(f"at most {MAX_POLICIES_PER_OWNER} auto-prune policies are allowed here")
+        await _TABLE.lock_room_for_one_more(conn, owner)
         await _refuse_duplicate(conn, owner, rules, None)
         row = await conn.fetchrow(
             "INSERT INTO autoprune_policy (uuid, namespace_id, repository_id, method, tag_count, max_age,"
@@ -197,10 +142,10 @@ async def update_policy(
 ) -> AutoprunePolicy:
     """Replace the policy's rules; PolicyNotFoundError, or PolicyError for a duplicate."""
     async with conn.transaction():
-        await _lock_owner(conn, owner)
+        await _TABLE.lock(conn, owner)
         await get_policy(conn, owner, policy_uuid)
         await _refuse_duplicate(conn, owner, rules, policy_uuid)
-        where, parameters = _owner_filter(owner, 8)
+        where, parameters = owner_filter(owner, 8)
         row = await conn.fetchrow(
             "UPDATE autoprune_policy SET method = $2, tag_count = $3, max_age = $4, max_age_s = $5,"
             f" tag_pattern = $6, tag_pattern_matches = $7 WHERE uuid = $1 AND {where} RETURNING {_COLUMNS}",
@@ -211,19 +156,4 @@ async def update_policy(
             rules.tag_pattern_matches,
             *parameters,
         )
-    return _policy(row)
-
-
-async def delete_policy(
-    conn: asyncpg.Connection, owner: PolicyOwner, policy_uuid: uuid.UUID
-) -> AutoprunePolicy:
-    """Delete the policy; PolicyNotFoundError when the owner has none with this uuid."""
-    where, parameters = _owner_filter(owner, 2)
-    row = await conn.fetchrow(
-        f"DELETE FROM autoprune_policy WHERE uuid = $1 AND {where} RETURNING {_COLUMNS}",
-        policy_uuid,
-        *parameters,
-    )
-    if row is None:
-        raise PolicyNotFoundError(f"no auto-prune policy {policy_uuid}")
     return _policy(row)

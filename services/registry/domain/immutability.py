@@ -21,19 +21,13 @@ import asyncpg
 import regex
 from pydantic import BaseModel, ConfigDict
 
+from services.registry.domain.owned_policies import MAX_POLICIES_PER_OWNER as MAX_POLICIES_PER_OWNER
+from services.registry.domain.owned_policies import PolicyError as PolicyError
+from services.registry.domain.owned_policies import PolicyOwner as PolicyOwner
+from services.registry.domain.owned_policies import PolicyTable, owner_filter
 from shared.tags import compiled_pattern, immutable_tags, lock_tag
 
 MAX_PATTERN_LENGTH = 256
-# Policies of one organization, and of one repository: every tag change evaluates them all.
-MAX_POLICIES_PER_OWNER = 50
-
-
-class PolicyError(ValueError):
-    """The policy cannot be stored as asked (bad pattern, duplicate, too many); the message says why."""
-
-
-class PolicyNotFoundError(LookupError):
-    """No such policy for this organization or repository."""
 
 
 class ImmutableTagError(Exception):
@@ -44,15 +38,6 @@ class ImmutableTagError(Exception):
             f"tag {tag!r} is immutable: an immutability policy of its repository or organization protects it"
         )
         self.tag = tag
-
-
-class PolicyOwner(BaseModel):
-    """An organization (``repository_id`` None) or one of its repositories."""
-
-    model_config = ConfigDict(frozen=True)
-
-    namespace_id: int
-    repository_id: int | None = None
 
 
 class PolicyRules(BaseModel):
@@ -121,13 +106,6 @@ async def refuse_moving_immutable_tags(
     await refuse_immutable(conn, repository_id, [row["name"] for row in rows])
 
 
-def _owner_filter(owner: PolicyOwner, first_parameter: int) -> tuple[str, list[object]]:
-    """The WHERE clause of the owner's own policies, with its parameters from ``$first_parameter``."""
-    if owner.repository_id is None:
-        return f"namespace_id = ${first_parameter} AND repository_id IS NULL", [owner.namespace_id]
-    return f"repository_id = ${first_parameter}", [owner.repository_id]
-
-
 def _policy(row: asyncpg.Record) -> ImmutabilityPolicy:
     return ImmutabilityPolicy(
         uuid=row["uuid"], tag_pattern=row["tag_pattern"], tag_pattern_matches=row["tag_pattern_matches"]
@@ -135,37 +113,10 @@ def _policy(row: asyncpg.Record) -> ImmutabilityPolicy:
 
 
 _COLUMNS = "uuid, tag_pattern, tag_pattern_matches"
-
-
-async def list_policies(conn: asyncpg.Connection, owner: PolicyOwner) -> list[ImmutabilityPolicy]:
-    """The owner's policies (at most MAX_POLICIES_PER_OWNER), oldest first."""
-    where, parameters = _owner_filter(owner, 1)
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM immutability_policy WHERE {where} ORDER BY id LIMIT {MAX_POLICIES_PER_OWNER}",
-        *parameters,
-    )
-    return [_policy(row) for row in rows]
-
-
-async def get_policy(
-    conn: asyncpg.Connection, owner: PolicyOwner, policy_uuid: uuid.UUID
-) -> ImmutabilityPolicy:
-    where, parameters = _owner_filter(owner, 2)
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM immutability_policy WHERE uuid = $1 AND {where}", policy_uuid, *parameters
-    )
-    if row is None:
-        raise PolicyNotFoundError(f"no immutability policy {policy_uuid}")
-    return _policy(row)
-
-
-async def _lock_owner(conn: asyncpg.Connection, owner: PolicyOwner) -> None:
-    """Serialize the policy changes of one owner until the caller's transaction ends."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('immutability:' || $1::bigint || ':' || $2::text, 0))",
-        owner.namespace_id,
-        str(owner.repository_id),
-    )
+_TABLE = PolicyTable("immutability_policy", _COLUMNS, "immutability", _policy)
+list_policies = _TABLE.list
+get_policy = _TABLE.get
+delete_policy = _TABLE.delete
 
 
 def _duplicate(rules: PolicyRules) -> PolicyError:
@@ -177,11 +128,7 @@ async def create_policy(
 ) -> ImmutabilityPolicy:
     """Store a new policy of the owner; PolicyError for a duplicate pattern or one policy too many."""
     async with conn.transaction():
-        await _lock_owner(conn, owner)
-        where, parameters = _owner_filter(owner, 1)
-        count = await conn.fetchval(f"SELECT count(*) FROM immutability_policy WHERE {where}", *parameters)
-        if count >= MAX_POLICIES_PER_OWNER:
-            raise PolicyError(f"at most {MAX_POLICIES_PER_OWNER} immutability policies are allowed here")
+        await _TABLE.lock_room_for_one_more(conn, owner)
         try:
             row = await conn.fetchrow(
                 "INSERT INTO immutability_policy"
@@ -202,7 +149,7 @@ async def update_policy(
     conn: asyncpg.Connection, owner: PolicyOwner, policy_uuid: uuid.UUID, rules: PolicyRules
 ) -> ImmutabilityPolicy:
     """Replace the policy's rules; PolicyNotFoundError, or PolicyError for a duplicate pattern."""
-    where, parameters = _owner_filter(owner, 4)
+    where, parameters = owner_filter(owner, 4)
     try:
         async with conn.transaction():
             row = await conn.fetchrow(
@@ -216,20 +163,5 @@ async def update_policy(
     except asyncpg.UniqueViolationError as error:
         raise _duplicate(rules) from error
     if row is None:
-        raise PolicyNotFoundError(f"no immutability policy {policy_uuid}")
-    return _policy(row)
-
-
-async def delete_policy(
-    conn: asyncpg.Connection, owner: PolicyOwner, policy_uuid: uuid.UUID
-) -> ImmutabilityPolicy:
-    """Delete the policy; PolicyNotFoundError when the owner has none with this uuid."""
-    where, parameters = _owner_filter(owner, 2)
-    row = await conn.fetchrow(
-        f"DELETE FROM immutability_policy WHERE uuid = $1 AND {where} RETURNING {_COLUMNS}",
-        policy_uuid,
-        *parameters,
-    )
-    if row is None:
-        raise PolicyNotFoundError(f"no immutability policy {policy_uuid}")
+        raise _TABLE.not_found(policy_uuid)
     return _policy(row)

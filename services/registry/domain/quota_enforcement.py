@@ -3,13 +3,15 @@ limit (its quota's smallest, or the system default QUAYSIDE_DEFAULT_SYSTEM_REJEC
 namespaces without a quota) answers 403 DENIED "Quota has been exceeded on namespace".
 
 Two checks: at upload start (and cross-repository mount) when the namespace is already at or over
-the limit; and in the manifest-commit transaction, where the namespace's usage lock is held while
-usage plus the manifest's blobs not yet counted for the namespace is compared with the limit, and
-the manifest's blobs are counted in the same transaction. Pushes to one namespace therefore commit
-one after another against exact figures: together they never take counted usage over the limit.
-Blobs uploaded but not yet referenced by a manifest are not usage (the usage rule), so they are the
-only bytes beyond the limit that storage may hold meanwhile; GC reclaims them if no manifest follows.
-Namespaces without a Reject limit take no lock: the quota service counts their pushes.
+the limit (one statement); and in the manifest-commit transaction. There, before the manifest is
+saved, one statement looks the limit up and, only when there is one, takes the namespace's usage
+lock; after it is saved, the re-check counts its blobs and reads the limits and crossings under the
+lock (one statement), and a usage now over the limit refuses the push, rolling the transaction
+back. Pushes to one namespace therefore commit one after another against exact figures: together
+they never take counted usage over the limit. Blobs uploaded but not yet referenced by a manifest
+are not usage (the usage rule), so they are the only bytes beyond the limit that storage may hold
+meanwhile; GC reclaims them if no manifest follows. Namespaces without a Reject limit take no lock
+and pay that one indexed lookup: the quota service counts their pushes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from services.registry.domain.repositories import Repository
-from shared.quota import lock_namespace, new_bytes, recheck_digests, reject_limit_bytes, usage_bytes
+from shared.quota import at_reject_limit, lock_namespace_if_limited, recheck_digests, usage_with_digests
 
 QUOTA_EXCEEDED = "Quota has been exceeded on namespace"
 
@@ -36,15 +38,13 @@ async def refuse_upload_when_over(
     pool: asyncpg.Pool, namespace_id: int, namespace: str, default_reject_bytes: int | None
 ) -> None:
     """QuotaExceededError when the namespace is already at or over its Reject limit (upload start, mount)."""
-    async with pool.acquire() as conn:
-        limit = await reject_limit_bytes(conn, namespace_id, default_reject_bytes)
-        if limit is not None and await usage_bytes(conn, namespace_id) >= limit:
-            raise QuotaExceededError(namespace)
+    if await at_reject_limit(pool, namespace_id, default_reject_bytes):
+        raise QuotaExceededError(namespace)
 
 
 class ManifestCharge:
-    """A manifest's blobs, checked against the namespace's Reject limit before the manifest is saved
-    (``check``) and counted after (``commit``), in one transaction."""
+    """A manifest's blobs, checked against the namespace's Reject limit and counted in the
+    manifest's transaction: ``lock`` (or ``check``) before the manifest is saved, ``commit`` after."""
 
     def __init__(
         self,
@@ -61,26 +61,37 @@ class ManifestCharge:
         self._default_reject_bytes = default_reject_bytes
         self._enforced = False
 
+    async def lock(self) -> None:
+        """Take the namespace's usage lock when a Reject limit applies; nothing else otherwise."""
+        self._enforced = await lock_namespace_if_limited(
+            self._conn, self._namespace_id, self._default_reject_bytes
+        )
+
     async def check(self) -> None:
-        """Take the namespace's usage lock and refuse (QuotaExceededError) when the manifest's new blobs would
-        take usage over the Reject limit; nothing at all for namespaces without one."""
-        limit = await reject_limit_bytes(self._conn, self._namespace_id, self._default_reject_bytes)
-        if limit is None:
+        """``lock``, then refuse (QuotaExceededError) before anything is saved when the manifest's
+        blobs not counted yet would take usage over the Reject limit: one statement more, for
+        callers that must refuse before saving (the proxy cache)."""
+        await self.lock()
+        if not self._enforced:
             return
-        await lock_namespace(self._conn, self._namespace_id)
-        self._enforced = True
-        usage = await usage_bytes(self._conn, self._namespace_id)
-        if usage + await new_bytes(self._conn, self._namespace_id, self._digests) > limit:
+        usage, limit = await usage_with_digests(
+            self._conn, self._namespace_id, self._digests, self._default_reject_bytes
+        )
+        if limit is not None and usage > limit:
             raise QuotaExceededError(self._namespace)
 
     async def commit(self) -> None:
-        """Count the saved manifest's blobs under the lock that check took (announcing crossings)."""
+        """Count the saved manifest's blobs under the lock (announcing crossings), and refuse
+        (QuotaExceededError, the caller's transaction then rolls back) when usage is now over the
+        Reject limit: exactly when the manifest's blobs not counted before took it over."""
         if not self._enforced:
             return
-        await recheck_digests(
+        change = await recheck_digests(
             self._conn,
             namespace_id=self._namespace_id,
             repository_id=self._repository_id,
             digests=self._digests,
             default_reject_bytes=self._default_reject_bytes,
         )
+        if change.reject_limit_bytes is not None and change.usage_bytes > change.reject_limit_bytes:
+            raise QuotaExceededError(self._namespace)

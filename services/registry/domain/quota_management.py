@@ -282,18 +282,21 @@ _REPORT_FILTERS: dict[ReportFilter, str] = {
         "r.quota_id IS NOT NULL AND r.reject_percent IS NULL AND r.usage_bytes >= r.limit_bytes"
     ),
 }
-# Per sort: the rows read, the rows after the position ($3, $4 = usage, namespace id; or $3 = name)
-# and their order. By usage, the rows come from namespace_usage in (bytes, namespace_id) order, so
-# namespaces that never stored anything (no usage row) are listed by name only.
-_REPORT_SORTS: dict[ReportSort, tuple[str, str, str, str]] = {
+# Per sort: the rows read, the namespace id and usage columns, the rows after the position ($3, $4 =
+# usage, namespace id; or $3 = name) and their order. By usage, the rows come from namespace_usage
+# in (bytes, namespace_id) order, a backward range of its index (migration 0019) that starts at the
+# position, so namespaces that never stored anything (no usage row) are listed by name only.
+_REPORT_SORTS: dict[ReportSort, tuple[str, str, str, str, str]] = {
     "usage": (
         "namespace_usage u JOIN namespace n ON n.id = u.namespace_id",
+        "u.namespace_id",
         "u.bytes",
         "(r.usage_bytes, r.namespace_id) < ($3::bigint, $4::bigint)",
         "r.usage_bytes DESC, r.namespace_id DESC",
     ),
     "name": (
         "namespace n LEFT JOIN namespace_usage u ON u.namespace_id = n.id",
+        "n.id",
         "COALESCE(u.bytes, 0)",
         "r.name > $3::text",
         "r.name",
@@ -301,7 +304,7 @@ _REPORT_SORTS: dict[ReportSort, tuple[str, str, str, str]] = {
 }
 _REPORT_ROWS = """
 WITH r AS (
-    SELECT n.id AS namespace_id, n.name, n.kind, {usage} AS usage_bytes, q.id AS quota_id,
+    SELECT {id} AS namespace_id, n.name, n.kind, {usage} AS usage_bytes, q.id AS quota_id,
            COALESCE(q.limit_bytes, $1::bigint) AS limit_bytes,
            CASE WHEN q.id IS NULL THEN 100
                 ELSE (SELECT min(l.threshold_percent) FROM quota_limit l
@@ -315,6 +318,14 @@ WITH r AS (
 )
 SELECT * FROM r WHERE {keyset} AND {filter} ORDER BY {order} LIMIT $2
 """
+
+REPORT_QUERIES: dict[tuple[ReportSort, ReportFilter], str] = {
+    (sort, only): _REPORT_ROWS.format(
+        rows=rows_read, id=id_column, usage=usage, keyset=keyset, filter=_REPORT_FILTERS[only], order=order
+    )
+    for sort, (rows_read, id_column, usage, keyset, order) in _REPORT_SORTS.items()
+    for only in _REPORT_FILTERS
+}
 
 
 def _state(row: asyncpg.Record, reject_bytes: int | None) -> QuotaState:
@@ -340,10 +351,7 @@ async def quota_report(
     """One page of the live namespaces' usage against their limits, biggest first (those that store
     or stored something) or every namespace by name, and the position of the next page (None on
     the last)."""
-    rows_read, usage, keyset, order = _REPORT_SORTS[sort]
-    query = _REPORT_ROWS.format(
-        rows=rows_read, usage=usage, keyset=keyset, filter=_REPORT_FILTERS[only], order=order
-    )
+    query = REPORT_QUERIES[sort, only]
     # The first page starts before every row: no namespace uses 2^63 - 1 bytes or has an empty name.
     start = after or ReportPosition(sort=sort, usage_bytes=2**63 - 1, namespace_id=0, name="")
     keys = (start.usage_bytes, start.namespace_id) if sort == "usage" else (start.name,)

@@ -24,10 +24,11 @@ from services.registry.context import RegistryContext
 from services.registry.domain.blobstore import link_blob, record_blob
 from services.registry.domain.repositories import Repository
 from services.registry.proxy import metrics
-from services.registry.proxy.coalescing import Lead
+from services.registry.proxy.coalescing import DATABASE_UNAVAILABLE, Lead
 from services.registry.proxy.config import ProxyCacheConfig
 from services.registry.proxy.upstream import refuse_fills_while_read_only, upstream_failure
 from services.registry.v2.errors import RegistryError
+from shared import blob_guard
 from shared.events.models import BlobPushed
 from shared.events.outbox import enqueue
 from shared.oci.upstream_client import UpstreamError
@@ -37,6 +38,8 @@ from shared.storage.paths import blob_path, upload_chunk_path, upload_folder
 CACHE_HEADER = "X-Quayside-Cache"
 _QUEUE_CHUNKS = 16
 _BATCH_BYTES = 1024 * 1024
+# Batches on their way to storage: up to this many MiB of a fill are held in memory.
+_QUEUE_BATCHES = 8
 
 
 async def fill_missing_blob(
@@ -87,13 +90,21 @@ async def fill_missing_blob(
         raise RegistryError(
             "UNAVAILABLE", "timed out waiting for the upstream fetch of this blob", status=503
         ) from error
+    except DATABASE_UNAVAILABLE as error:
+        raise RegistryError("UNAVAILABLE", "the registry database is unavailable", status=503) from error
 
 
 async def _link_if_stored(conn: asyncpg.Connection, repository_id: int, digest: str) -> bool:
-    """Link the blob when some location holds it (stored for another repository, or just filled)."""
-    placed = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM blob_placement WHERE digest = $1)", digest)
-    if placed:
-        await link_blob(conn, repository_id, digest)
+    """Link the blob when some location holds it (stored for another repository, or just filled).
+
+    Under the blob's guard, as a mount: a collector deleting it either has not re-checked yet (and
+    sees the link) or has deleted its rows (and the blob is filled again)."""
+    async with conn.transaction():
+        await blob_guard.hold_for_push(conn, [digest])
+        placed = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM blob_placement WHERE digest = $1)", digest)
+        if placed:
+            await link_blob(conn, repository_id, digest)
+            await blob_guard.touch_links(conn, repository_id, [digest])
     return bool(placed)
 
 
@@ -169,17 +180,23 @@ async def _copy(
     fill: _Fill,
     stack: contextlib.AsyncExitStack,
 ) -> None:
+    """Read the upstream, handing every piece to the client at once and batches of about 1 MiB to a
+    writer task (hashing and storing them) through a bounded queue: the upstream is read at the
+    pace of the slower of the client and the storage, not of the two one after the other."""
     location = context.locations.preferred
     driver = context.locations.driver(location)
     staging = f"proxy-{uuid.uuid4()}"
     algorithm, _, expected_hex = digest.partition(":")
     hasher = hashlib.new(algorithm)
-    received = 0
+    batches: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_BATCHES)
 
-    async def verified() -> AsyncIterator[bytes]:
-        """The upstream's bytes for storage in batches of about 1 MiB (one hashing thread hop and
-        one write each); the client gets every piece as it arrives."""
-        nonlocal received
+    async def hashed() -> AsyncIterator[bytes]:
+        while (batch := await batches.get()) is not None:
+            await asyncio.to_thread(hasher.update, batch)
+            yield batch
+
+    async def read() -> int:
+        received = 0
         pending = bytearray()
         async for chunk in chunks:
             received += len(chunk)
@@ -187,34 +204,40 @@ async def _copy(
             await fill.offer(chunk)
             pending += chunk
             if len(pending) >= _BATCH_BYTES:
-                batch = bytes(pending)
+                await batches.put(bytes(pending))
                 pending.clear()
-                await asyncio.to_thread(hasher.update, batch)
-                yield batch
-        batch = bytes(pending)
-        await asyncio.to_thread(hasher.update, batch)
-        yield batch
+        await batches.put(bytes(pending))
+        await batches.put(None)
+        return received
 
     try:
         async with stack:
-            await driver.put(upload_chunk_path(staging, 0), verified())
-            if hasher.hexdigest() != expected_hex or (size is not None and received != size):
-                raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")
+            async with asyncio.TaskGroup() as group:  # a failure of either stops the other
+                group.create_task(driver.put(upload_chunk_path(staging, 0), hashed()))
+                reading = group.create_task(read())
+            received = reading.result()
+        if hasher.hexdigest() != expected_hex or (size is not None and received != size):
+            raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")
+        # The client has every byte, verified: its response ends while the fill is recorded.
+        await fill.offer(None)
+        async with context.pool.acquire() as conn, conn.transaction():
+            # From the move to the commit, garbage collection cannot delete these bytes.
+            await blob_guard.hold_for_push(conn, [digest])
             await driver.move(upload_chunk_path(staging, 0), blob_path(digest))
-            async with context.pool.acquire() as conn, conn.transaction():
-                await record_blob(
-                    conn, digest=digest, size=received, location=location, repository_id=repository.id
-                )
-                await enqueue(
-                    conn,
-                    BlobPushed(
-                        namespace=repository.namespace,
-                        repository=repository.name,
-                        digest=digest,
-                        size=received,
-                        location=location,
-                    ),
-                )
+            await record_blob(
+                conn, digest=digest, size=received, location=location, repository_id=repository.id
+            )
+            await blob_guard.touch_links(conn, repository.id, [digest])
+            await enqueue(
+                conn,
+                BlobPushed(
+                    namespace=repository.namespace,
+                    repository=repository.name,
+                    digest=digest,
+                    size=received,
+                    location=location,
+                ),
+            )
     except BaseException as error:
         await fill.offer(error if isinstance(error, Exception) else None)
         with contextlib.suppress(Exception):
@@ -222,6 +245,5 @@ async def _copy(
         if not isinstance(error, Exception):
             raise
         return
-    await fill.offer(None)
     with contextlib.suppress(Exception):
         await driver.delete(upload_folder(staging))

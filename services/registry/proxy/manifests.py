@@ -24,11 +24,12 @@ from services.registry.domain import manifest_store, quota_enforcement
 from services.registry.domain.audit import client_ip
 from services.registry.domain.repositories import Repository, ensure_repository
 from services.registry.proxy import metrics
-from services.registry.proxy.coalescing import Lead
+from services.registry.proxy.coalescing import DATABASE_UNAVAILABLE, Lead
 from services.registry.proxy.config import ProxyCacheConfig
 from services.registry.proxy.upstream import is_outage, refuse_fills_while_read_only, upstream_failure
 from services.registry.v2.access import Grant, authorize
 from services.registry.v2.errors import RegistryError
+from shared import blob_guard
 from shared.events.models import ManifestPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import is_digest
@@ -41,6 +42,8 @@ from shared.usage_logs import record
 CACHE_HEADER = "X-Quayside-Cache"
 # Indexes of indexes are followed this deep (OCI allows nesting; real images use one level).
 _MAX_INDEX_DEPTH = 3
+# A manifest collected between its fetch and its tag's pointing is fetched again, this many times in all.
+_POINT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,8 @@ async def serve_manifest(
         raise RegistryError(
             "UNAVAILABLE", "timed out waiting for the upstream fetch of this manifest", status=503
         ) from error
+    except DATABASE_UNAVAILABLE as error:
+        raise RegistryError("UNAVAILABLE", "the registry database is unavailable", status=503) from error
     context.pull_stats.record(repository.id, reference, stored.digest)
     content = stored.content if request.method == "GET" and stored.content is not None else b""
     headers = {
@@ -127,7 +132,8 @@ async def _by_digest(
             async with context.pool.acquire() as conn, conn.transaction():
                 await _log_fill(conn, grant, repository, manifest.digest, None)
         filled = await cached()
-        assert filled is not None
+        if filled is None:
+            raise _collected_meanwhile()
         return filled, "miss"
     return claimed, "miss"
 
@@ -186,7 +192,8 @@ async def _by_tag(
             async with claimed:
                 await _refresh_tag(context, config, repository, grant, tag)
             refreshed_now = await _cached_tag(context.pool, repository.id, tag)
-            assert refreshed_now is not None
+            if refreshed_now is None:  # deleted by its owner meanwhile
+                raise _collected_meanwhile()
             return refreshed_now.manifest, "miss"
     except UpstreamError as error:
         if cached is None or not is_outage(error):
@@ -231,19 +238,47 @@ async def _renew(pool: asyncpg.Pool, cached: CachedTag, config: ProxyCacheConfig
 async def _refresh_tag(
     context: RegistryContext, config: ProxyCacheConfig, repository: Repository, grant: Grant, tag: str
 ) -> None:
-    """Ask the upstream what the tag names now; fetch it unless cached; point the tag at it."""
+    """Ask the upstream what the tag names now; fetch it unless cached; point the tag at it.
+
+    The manifest is locked (FOR KEY SHARE) while the tag is pointed at it: garbage collection skips
+    it then, and one it collected in between is fetched again."""
     async with context.proxy.clients.use(config, grant.name) as upstream:
         digest = await upstream.manifest_digest(tag)
-        known = await manifest_store.find_manifest(
-            context.pool, repository.id, digest, by_digest=True, with_content=False
-        )
-        if known is None:
-            manifest = await upstream.fetch_manifest(digest)
-            await _store_with_children(context, upstream, repository, manifest, 0)
+        for _ in range(_POINT_ATTEMPTS):
+            known = await manifest_store.find_manifest(
+                context.pool, repository.id, digest, by_digest=True, with_content=False
+            )
+            if known is None:
+                manifest = await upstream.fetch_manifest(digest)
+                await _store_with_children(context, upstream, repository, manifest, 0)
+            if await _point_tag(context, config, repository, grant, tag, digest, filled=known is None):
+                return
+    raise _collected_meanwhile()
+
+
+def _collected_meanwhile() -> RegistryError:
+    return RegistryError("UNAVAILABLE", "the manifest was removed while it was being cached", status=503)
+
+
+async def _point_tag(
+    context: RegistryContext,
+    config: ProxyCacheConfig,
+    repository: Repository,
+    grant: Grant,
+    tag: str,
+    digest: str,
+    *,
+    filled: bool,
+) -> bool:
+    """Point the tag at the stored manifest; False when it is not stored (any more)."""
     async with context.pool.acquire() as conn, conn.transaction():
         manifest_id = await conn.fetchval(
-            "SELECT id FROM manifest WHERE repository_id = $1 AND digest = $2", repository.id, digest
+            "SELECT id FROM manifest WHERE repository_id = $1 AND digest = $2 FOR KEY SHARE",
+            repository.id,
+            digest,
         )
+        if manifest_id is None:
+            return False
         await manifest_store.point_tag(conn, repository.id, tag, manifest_id)
         await conn.execute(
             "UPDATE tag SET lifetime_end = now() + make_interval(secs => $3), expiry_pending = true"
@@ -259,8 +294,9 @@ async def _refresh_tag(
             tag,
             digest,
         )
-        if known is None:
+        if filled:
             await _log_fill(conn, grant, repository, digest, tag)
+    return True
 
 
 def _parsed(manifest: UpstreamManifest) -> ParsedManifest:
@@ -290,6 +326,9 @@ async def _store_with_children(
         for child in children:
             await _store_with_children(context, upstream, repository, child, depth + 1)
     async with context.pool.acquire() as conn, conn.transaction():
+        # As a manifest PUT: a collector deleting one of these blobs has either not re-checked it yet
+        # (and sees this manifest's reference) or deleted its rows (announced again here, refetched).
+        await blob_guard.hold_for_push(conn, parsed.blob_digests)
         await _record_announced_blobs(conn, parsed)
         # Charged against the organization's Reject limit as a push is (no eviction yet: refused).
         charge = quota_enforcement.ManifestCharge(

@@ -44,3 +44,4 @@ class ProxyRuntime:
             fill.cancel()
         await asyncio.gather(*self.fills, return_exceptions=True)
         await self.clients.close()
+        await self.flights.locks.close()

@@ -140,11 +140,11 @@ async def put_manifest(
         charge = quota_enforcement.ManifestCharge(
             conn, repository, manifest.blob_digests, context.settings.default_system_reject_quota_bytes
         )
-        with quota_denied():
-            await charge.check()
+        await charge.lock()
         previous_targets = await audit.live_tag_targets(conn, repository.id, tags)
         manifest_id = await manifest_store.save_manifest(conn, repository.id, manifest, body)
-        await charge.commit()
+        with quota_denied():
+            await charge.commit()
         for tag in tags:
             await manifest_store.point_tag(conn, repository.id, tag, manifest_id)
         await manifest_labels.apply_pushed_labels(conn, repository.id, manifest_id, tags, labels)
