@@ -216,28 +216,28 @@ async def _copy(
                 group.create_task(driver.put(upload_chunk_path(staging, 0), hashed()))
                 reading = group.create_task(read())
             received = reading.result()
-        if hasher.hexdigest() != expected_hex or (size is not None and received != size):
-            raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")
-        # The client has every byte, verified: its response ends while the fill is recorded.
-        await fill.offer(None)
-        async with context.pool.acquire() as conn, conn.transaction():
-            # From the move to the commit, garbage collection cannot delete these bytes.
-            await blob_guard.hold_for_push(conn, [digest])
-            await driver.move(upload_chunk_path(staging, 0), blob_path(digest))
-            await record_blob(
-                conn, digest=digest, size=received, location=location, repository_id=repository.id
-            )
-            await blob_guard.touch_links(conn, repository.id, [digest])
-            await enqueue(
-                conn,
-                BlobPushed(
-                    namespace=repository.namespace,
-                    repository=repository.name,
-                    digest=digest,
-                    size=received,
-                    location=location,
-                ),
-            )
+            if hasher.hexdigest() != expected_hex or (size is not None and received != size):
+                raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")
+            # The client has every byte, verified: its response ends while the fill is recorded.
+            await fill.offer(None)
+            async with context.pool.acquire() as conn, conn.transaction():
+                # From the move to the commit, garbage collection cannot delete these bytes.
+                await blob_guard.hold_for_push(conn, [digest])
+                await driver.move(upload_chunk_path(staging, 0), blob_path(digest))
+                await record_blob(
+                    conn, digest=digest, size=received, location=location, repository_id=repository.id
+                )
+                await blob_guard.touch_links(conn, repository.id, [digest])
+                await enqueue(
+                    conn,
+                    BlobPushed(
+                        namespace=repository.namespace,
+                        repository=repository.name,
+                        digest=digest,
+                        size=received,
+                        location=location,
+                    ),
+                )
     except BaseException as error:
         await fill.offer(error if isinstance(error, Exception) else None)
         with contextlib.suppress(Exception):
