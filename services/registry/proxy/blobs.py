@@ -180,9 +180,10 @@ async def _copy(
     fill: _Fill,
     stack: contextlib.AsyncExitStack,
 ) -> None:
-    """Read the upstream, handing every piece to the client at once and batches of about 1 MiB to a
-    writer task (hashing and storing them) through a bounded queue: the upstream is read at the
-    pace of the slower of the client and the storage, not of the two one after the other."""
+    """Read the upstream, handing every piece to the client at once and, hashed in batches of about
+    1 MiB on a thread, to a writer task through a bounded queue: the upstream is read at the pace of
+    the slower of the client and the storage, not of the two one after the other, and the client
+    is not kept waiting for the storage's sync and the fill's commit."""
     location = context.locations.preferred
     driver = context.locations.driver(location)
     staging = f"proxy-{uuid.uuid4()}"
@@ -190,12 +191,13 @@ async def _copy(
     hasher = hashlib.new(algorithm)
     batches: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_BATCHES)
 
-    async def hashed() -> AsyncIterator[bytes]:
+    async def queued() -> AsyncIterator[bytes]:
         while (batch := await batches.get()) is not None:
-            await asyncio.to_thread(hasher.update, batch)
             yield batch
 
     async def read() -> int:
+        """Every byte to the client and to the writer; the client's response ends once the bytes
+        are verified, while the writer may still be storing (and syncing) them."""
         received = 0
         pending = bytearray()
         async for chunk in chunks:
@@ -204,22 +206,24 @@ async def _copy(
             await fill.offer(chunk)
             pending += chunk
             if len(pending) >= _BATCH_BYTES:
-                await batches.put(bytes(pending))
+                batch = bytes(pending)
                 pending.clear()
+                await asyncio.to_thread(hasher.update, batch)
+                await batches.put(batch)
+        await asyncio.to_thread(hasher.update, bytes(pending))
         await batches.put(bytes(pending))
         await batches.put(None)
+        if hasher.hexdigest() != expected_hex or (size is not None and received != size):
+            raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")
+        await fill.offer(None)
         return received
 
     try:
         async with stack:
             async with asyncio.TaskGroup() as group:  # a failure of either stops the other
-                group.create_task(driver.put(upload_chunk_path(staging, 0), hashed()))
+                group.create_task(driver.put(upload_chunk_path(staging, 0), queued()))
                 reading = group.create_task(read())
             received = reading.result()
-            if hasher.hexdigest() != expected_hex or (size is not None and received != size):
-                raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")
-            # The client has every byte, verified: its response ends while the fill is recorded.
-            await fill.offer(None)
             async with context.pool.acquire() as conn, conn.transaction():
                 # From the move to the commit, garbage collection cannot delete these bytes.
                 await blob_guard.hold_for_push(conn, [digest])
