@@ -36,7 +36,7 @@ from shared.secret_box import UnreadableSecretError
 from shared.storage.paths import blob_path, upload_chunk_path, upload_folder
 
 CACHE_HEADER = "X-Quayside-Cache"
-_QUEUE_CHUNKS = 16
+_QUEUE_CHUNKS = 64
 _BATCH_BYTES = 1024 * 1024
 # Batches on their way to storage: up to this many MiB of a fill are held in memory.
 _QUEUE_BATCHES = 8
@@ -131,11 +131,25 @@ class _Fill:
             await self.queue.put(item)
 
     async def to_client(self) -> AsyncIterator[bytes]:
+        """The pieces as they come, those already waiting joined (up to about 1 MiB): every send
+        passes the whole middleware stack, so fewer, larger ones cost less."""
         try:
             while (item := await self.queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                pieces = [item]
+                size = len(item)
+                while size < _BATCH_BYTES and not self.queue.empty():
+                    item = self.queue.get_nowait()
+                    if not isinstance(item, bytes):
+                        break
+                    pieces.append(item)
+                    size += len(item)
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
         finally:
             self.client_gone = True
             with contextlib.suppress(asyncio.QueueEmpty):
