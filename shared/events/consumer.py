@@ -155,8 +155,8 @@ async def consuming_from_amqp(
     connection is robust: after an outage it reconnects and resumes, and unacknowledged messages
     come again (the consumer skips those already handled).
     """
-    connection = await _connect_robust(amqp_url)
-    try:
+
+    async def declare_and_consume(connection: AbstractRobustConnection) -> None:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
         topic = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
@@ -169,16 +169,29 @@ async def consuming_from_amqp(
         for key in binding_keys:
             await source.bind(topic, key)
         await source.consume(functools.partial(_settle, consumer))
+
+    connection = await _connected_and_set_up(amqp_url, declare_and_consume)
+    try:
         yield
     finally:
         await connection.close()
 
 
-async def _connect_robust(amqp_url: str) -> AbstractRobustConnection:
+async def _connected_and_set_up(
+    amqp_url: str, set_up: Callable[[AbstractRobustConnection], Awaitable[None]]
+) -> AbstractRobustConnection:
+    """A robust connection on which ``set_up`` completed. An outage before that point (the robust
+    connection only restores what was set up) starts over with back-off instead of failing."""
     retrying = AsyncRetrying(retry=retry_if_exception_type(CONNECTION_EXCEPTIONS), wait=_CONNECT_BACKOFF)
     async for attempt in retrying:
         with attempt:
             connection = await aio_pika.connect_robust(amqp_url)
+            try:
+                await set_up(connection)
+            except BaseException:
+                with contextlib.suppress(*CONNECTION_EXCEPTIONS, RuntimeError):
+                    await connection.close()
+                raise
     return connection
 
 
