@@ -236,18 +236,42 @@ async def recheck_repository(
 ) -> UsageChange:
     """Re-check every digest counted for the repository (after manifests vanished without a list of
     their blobs, or the repository was marked for deletion), in keyset batches."""
+    return await _recheck_counted(
+        conn, _COUNTED_IN_REPOSITORY, repository_id, namespace_id, repository_id, default_reject_bytes
+    )
+
+
+async def recheck_namespace(
+    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None = None
+) -> UsageChange:
+    """Re-check every digest counted for the namespace, in keyset batches: releases the blobs of
+    repositories whose rows (and counted sets) are gone."""
+    return await _recheck_counted(
+        conn, _COUNTED_IN_NAMESPACE, namespace_id, namespace_id, None, default_reject_bytes
+    )
+
+
+# One keyset page of a counted set, by its owner ($1), after digest $2.
+_COUNTED_IN_REPOSITORY = (
+    "SELECT digest FROM quota_repository_blob WHERE repository_id = $1 AND digest > $2"
+    " ORDER BY digest LIMIT $3"
+)
+_COUNTED_IN_NAMESPACE = (
+    "SELECT digest FROM quota_namespace_blob WHERE namespace_id = $1 AND digest > $2 ORDER BY digest LIMIT $3"
+)
+
+
+async def _recheck_counted(
+    conn: asyncpg.Connection,
+    page_query: str,
+    owner_id: int,
+    namespace_id: int,
+    repository_id: int | None,
+    default_reject_bytes: int | None,
+) -> UsageChange:
     total = UsageChange(namespace_id=namespace_id)
     after = ""
-    while True:
-        rows = await conn.fetch(
-            "SELECT digest FROM quota_repository_blob WHERE repository_id = $1 AND digest > $2"
-            " ORDER BY digest LIMIT $3",
-            repository_id,
-            after,
-            BATCH,
-        )
-        if not rows:
-            return total
+    while rows := await conn.fetch(page_query, owner_id, after, BATCH):
         digests = [row[0] for row in rows]
         change = await recheck_digests(
             conn,
@@ -258,35 +282,7 @@ async def recheck_repository(
         )
         _accumulate(total, change)
         after = digests[-1]
-
-
-async def recheck_namespace(
-    conn: asyncpg.Connection, namespace_id: int, default_reject_bytes: int | None = None
-) -> UsageChange:
-    """Re-check every digest counted for the namespace, in keyset batches: releases the blobs of
-    repositories whose rows (and counted sets) are gone."""
-    total = UsageChange(namespace_id=namespace_id)
-    after = ""
-    while True:
-        rows = await conn.fetch(
-            "SELECT digest FROM quota_namespace_blob WHERE namespace_id = $1 AND digest > $2"
-            " ORDER BY digest LIMIT $3",
-            namespace_id,
-            after,
-            BATCH,
-        )
-        if not rows:
-            return total
-        digests = [row[0] for row in rows]
-        change = await recheck_digests(
-            conn,
-            namespace_id=namespace_id,
-            repository_id=None,
-            digests=digests,
-            default_reject_bytes=default_reject_bytes,
-        )
-        _accumulate(total, change)
-        after = digests[-1]
+    return total
 
 
 def _accumulate(total: UsageChange, change: UsageChange) -> None:
