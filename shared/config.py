@@ -226,7 +226,29 @@ class Settings(BaseSettings):
     # Share of a pass's wall time spent working: between batches it rests the rest (1: never rests).
     garbage_collection_duty: float = Field(default=0.5, gt=0, le=1)
 
-    @field_validator("storage_preference", mode="before")
+    # Geo-replication (services/replication, docs/geo-replication.md). Quay's FEATURE_STORAGE_REPLICATION:
+    # copy every pushed blob to the locations it must reach; DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS:
+    # those locations for a namespace without its own replication targets (set by superusers through
+    # /api/v1/superuser/replication/...). Unknown names are refused at start-up.
+    feature_storage_replication: bool = False
+    distributed_storage_default_locations: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The replication service's durable queue prefix (`<prefix>.blob-pushed`) and its concurrent copies.
+    replication_queue_prefix: str = "replication"
+    replication_concurrency: int = Field(default=4, ge=1, le=64)
+    # A failed copy is retried after retry_base_s, doubled per further failure up to retry_max_s.
+    replication_retry_base_s: float = Field(default=1.0, gt=0)
+    replication_retry_max_s: float = Field(default=300.0, gt=0)
+    # How long a claimed copy stays the claiming worker's without renewal (a killed worker's copies
+    # are taken over once this runs out).
+    replication_lease_s: float = Field(default=30.0, gt=0)
+
+    # Storage health (shared/storage/health.py): a location whose reads or writes fail this many times
+    # in a row is unhealthy (skipped for reads while another copy exists, passed over for pushes);
+    # after probe_interval_s one probe decides whether it is healthy again.
+    storage_health_failure_threshold: int = Field(default=3, ge=1)
+    storage_health_probe_interval_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("storage_preference", "distributed_storage_default_locations", mode="before")
     @classmethod
     def _split_preference(cls, value: object) -> object:
         if isinstance(value, str):
