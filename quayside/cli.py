@@ -23,6 +23,7 @@ from quayside import (
     gc_commands,
     quota_commands,
     readonly_commands,
+    replication_commands,
     transfer_commands,
 )
 from shared.auth.accounts import (
@@ -56,6 +57,7 @@ app.add_typer(backup_commands.backup_app)  # backup, restore
 app.add_typer(quota_commands.quota_app, name="quota")
 app.add_typer(transfer_commands.app)  # export, export keygen, import
 app.add_typer(gc_commands.gc_app, name="gc")
+app.add_typer(replication_commands.replication_app, name="replication")
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from services.mirror.worker import run_mirror_worker
 from services.quota.worker import consuming_quota_events, report_drift
 from services.registry.app import create_app
 from services.registry.worker import run_worker
+from services.replication.worker import replicating
 from shared.config import FilesystemLocation, Settings
 from shared.events.bus import InProcessBus
 from shared.serving import ListenAddress, ListenSetting, serve, stop_event_on_signals
@@ -152,11 +153,17 @@ async def run(settings: EmbeddedSettings, say: Callable[[str], None] = _say) -> 
 
 
 async def _workers(config: Settings) -> None:
-    """The registry's worker, the mirror workers, the quota consumers and the garbage collector, until
-    cancelled or one of them fails. The quota consumers subscribe first: the bus drops events nobody subscribed to yet."""
+    """The registry's worker, the mirror workers, the quota consumers, the replication consumer and
+    copier (a no-op with the one location) and the garbage collector, until cancelled or one of them
+    fails. The consumers subscribe first: the bus drops events nobody subscribed to yet."""
     bus = InProcessBus()
-    async with consuming_quota_events(config, bus) as quota_pool, asyncio.TaskGroup() as workers:
+    async with (
+        consuming_quota_events(config, bus) as quota_pool,
+        replicating(config, bus) as replication_copier,
+        asyncio.TaskGroup() as workers,
+    ):
         workers.create_task(run_worker(config, bus))
+        workers.create_task(replication_copier.run())
         workers.create_task(run_mirror_worker(config))
         workers.create_task(run_gc_worker(config))
         workers.create_task(report_drift(config, quota_pool))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     # /docs, /redoc and /openapi.json; /metrics (its labels carry route templates and ids, never names).
     http_api_docs: bool = False
     http_metrics: bool = True
+    # Proxies (the gateway, a load balancer) whose X-Forwarded-For and X-Forwarded-Proto every HTTP
+    # server believes: networks in CIDR notation, comma-separated. A request from one of them counts
+    # as coming from the address it forwards for (upload bounds, login lockouts, usage logs). Empty:
+    # the connection's own address, whatever the headers say.
+    http_trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     # TLS of the HTTP servers: certificate chain and key (PEM), reloaded on SIGHUP or when a file
     # changes (looked at every reload_interval_s); with client_ca_file, clients must present a
     # certificate issued by that CA (mutual TLS). Unset: plain HTTP.
@@ -253,6 +258,29 @@ class Settings(BaseSettings):
     def _split_preference(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _known_location_names(self) -> Settings:
+        """Refuse location names that storage_locations does not configure. The default preference
+        (["local"]) is let through when only the locations were set: location_order skips it."""
+        checked = {"distributed_storage_default_locations": self.distributed_storage_default_locations}
+        if "storage_preference" in self.model_fields_set:
+            checked["storage_preference"] = self.storage_preference
+        for field, names in checked.items():
+            unknown = [name for name in names if name not in self.storage_locations]
+            if unknown:
+                raise ValueError(
+                    f"QUAYSIDE_{field.upper()} names unknown storage location(s) {', '.join(map(repr, unknown))};"
+                    f" configured: {', '.join(map(repr, self.storage_locations)) or 'none'}"
+                )
+        return self
+
+    @field_validator("http_trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [network.strip() for network in value.split(",") if network.strip()]
         return value
 
     def location_order(self) -> list[str]:

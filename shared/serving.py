@@ -194,8 +194,8 @@ async def serve(
     """Serve app on address (or on an already bound sock) with worker running beside it, until stop
     is set or the worker ends.
 
-    Connection limits and TLS come from settings (QUAYSIDE_HTTP_*, QUAYSIDE_TLS_*; read from the
-    environment when None). On the way out the server finishes open requests and runs the app's
+    Connection limits, trusted proxies and TLS come from settings (QUAYSIDE_HTTP_*, QUAYSIDE_TLS_*;
+    read from the environment when None). On the way out the server finishes open requests and runs the app's
     shutdown, then the worker is cancelled. Raises ServerStartError when the server cannot start,
     and the worker's exception when the worker failed.
     """
@@ -217,6 +217,10 @@ async def serve(
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
             timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]
             limit_concurrency=settings.http_max_connections,
+            # The client address (scope["client"]) and scheme from X-Forwarded-For/-Proto only for
+            # requests from the trusted proxies; uvicorn otherwise trusts loopback by default.
+            proxy_headers=bool(settings.http_trusted_proxies),
+            forwarded_allow_ips=[str(network) for network in settings.http_trusted_proxies],
             ssl_context_factory=(lambda _config, _default: tls.listening) if tls else None,
         )
     )

@@ -115,6 +115,9 @@ KINDS: frozenset[str] = frozenset(
         # Quayside extras: read-only mode switched at run time (services/registry/api/registry_state.py).
         "registry_read_only_enabled",
         "registry_read_only_disabled",
+        # Quayside extras: per-namespace replication targets (services/registry/api/replication.py).
+        "change_replication_targets",
+        "delete_replication_targets",
     }
 )
 

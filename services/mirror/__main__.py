@@ -2,7 +2,8 @@
 
 Reads every setting from QUAYSIDE_* variables (shared.config.Settings; the mirror's own are
 QUAYSIDE_REGISTRY_URL, QUAYSIDE_REPO_MIRROR_*, QUAYSIDE_MIRROR_*, QUAYSIDE_SECRETS_KEY) plus
-QUAYSIDE_LISTEN (`host:port`, default 0.0.0.0:5001); applies pending migrations first; stops on
+QUAYSIDE_LISTEN (`host:port`, default 0.0.0.0:5001); refuses the default QUAYSIDE_TOKEN_SECRET (it signs
+the robot's tokens), waits for the database and applies pending migrations first; stops on
 SIGINT or SIGTERM (shared.service_main), handing a sync under way back to the other workers.
 """
 
@@ -27,7 +28,7 @@ def _parts(settings: Settings) -> tuple[FastAPI, Coroutine[Any, Any, None]]:
 
 
 def main() -> None:
-    run_service("services.mirror", "0.0.0.0:5001", _parts)
+    run_service("services.mirror", "0.0.0.0:5001", _parts, signs_tokens=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from services.registry.context import RegistryContext
 from services.registry.domain.pull_stats import stop_and_flush
 from services.registry.hygiene import install_hygiene
 from services.registry.readonly import RefuseWrites
+from services.registry.ui import routes as ui_routes
 from services.registry.v2 import blobs, catalog, manifests, referrers, tags, token, uploads
 from services.registry.v2.errors import (
     RegistryError,
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(oauth.router)
     app.include_router(health.router)
+    app.include_router(ui_routes.router)
     if settings.http_metrics:
         app.include_router(metrics.router)
     app.add_middleware(api.DeclaredBodyLimit)

@@ -14,8 +14,16 @@ HTTP status, 200 when every service is healthy.
   ``disk_space_warning:storage:<location>``; the log export folder,
   ``disk_space_warning:log_exports``) against settings.disk_space_warning_threshold.
 
+instance and endtoend answer 503 only when the instance cannot serve: the database, the broker or
+auth fails, or no storage location passes. A location that fails while another passes is named
+(``storage:<location>: false``, and ``storage``, the total, false) in a 200 answer: the instance
+still reads the other copies and pushes to a healthy location (a gateway keeps its clients).
+Besides Quay's ``services`` map, their ``data`` carries ``locations``: each location's circuit
+breaker in this process (shared/storage/health.py: healthy, failures in a row, the last reason).
+A storage check that runs out of time counts as a failure of the location's breaker.
+
 Every answer carries the header ``Quayside-Registry-State: readonly`` or ``normal`` (the body keeps
-Quay's shape).
+Quay's shape, with ``data.locations`` added).
 
 Checks run concurrently (shared/health.py), each with the time limit
 settings.health_check_timeout_s, so a dead dependency answers 503 within about that time.
@@ -36,6 +44,7 @@ import aio_pika
 import asyncpg
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from services.registry.context import RegistryContext, get_context
 from shared.auth.tokens import decode_token, issue_token
@@ -43,6 +52,7 @@ from shared.config import FilesystemLocation, Settings
 from shared.health import UNHEALTHY_RESPONSES, Check, HealthReport, health_report, run_checks
 from shared.readonly_state import registry_read_only
 from shared.storage import PathNotFoundError, StorageDriver
+from shared.storage.health import LocationState, StorageHealth
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +68,52 @@ class HealthCheckFailedError(Exception):
 STATE_HEADER = "Quayside-Registry-State"
 
 
+# A storage check gives up a little before the checks' time limit, so that its location's breaker
+# counts the timeout before the check is abandoned.
+_STORAGE_DEADLINE_SHARE = 0.9
+
+
+class ServiceAndStorageStatuses(BaseModel):
+    services: dict[str, bool]
+    locations: dict[str, LocationState]
+
+
+class ServiceHealthReport(BaseModel):
+    """Quay's health answer plus the storage breakers; the HTTP status equals status_code."""
+
+    data: ServiceAndStorageStatuses
+    status_code: int
+
+
+_UNSERVING_RESPONSES: dict[int | str, dict[str, object]] = {
+    503: {"model": ServiceHealthReport, "description": "Cannot serve"}
+}
+
+
+def _state_headers(read_only: bool) -> dict[str, str]:
+    return {STATE_HEADER: "readonly" if read_only else "normal"}
+
+
 def _report(services: dict[str, bool], *, read_only: bool) -> JSONResponse:
-    return health_report(services, {STATE_HEADER: "readonly" if read_only else "normal"})
+    return health_report(services, _state_headers(read_only))
+
+
+def serves(services: dict[str, bool]) -> bool:
+    """Whether every service but storage passed, and at least one storage location did."""
+    locations = [ok for name, ok in services.items() if name.startswith("storage:")]
+    others = [ok for name, ok in services.items() if not name.startswith("storage")]
+    return all(others) and (any(locations) or not locations)
+
+
+def _service_and_storage_report(
+    services: dict[str, bool], health: StorageHealth, *, read_only: bool
+) -> JSONResponse:
+    status_code = 200 if serves(services) else 503
+    report = ServiceHealthReport(
+        data=ServiceAndStorageStatuses(services=services, locations=health.snapshot()),
+        status_code=status_code,
+    )
+    return JSONResponse(report.model_dump(), status_code=status_code, headers=_state_headers(read_only))
 
 
 async def _read_only(context: RegistryContext) -> bool:
@@ -130,6 +184,17 @@ async def _location_round_trip(driver: StorageDriver) -> None:
         raise HealthCheckFailedError(f"location {driver.name} gave back other bytes than were stored")
 
 
+async def _timeout_counted(health: StorageHealth, name: str, check: Check, deadline_s: float) -> None:
+    """Run a location's check; past deadline_s, count a failure of the location and give up.
+    (Failures the storage reports are counted by the location's driver.)"""
+    try:
+        async with asyncio.timeout(deadline_s):
+            await check()
+    except TimeoutError:
+        health.record_failure(name, f"no answer within {deadline_s:.1f} s")
+        raise
+
+
 async def _broker_answers(amqp_url: str, timeout_s: float) -> None:
     connection = await aio_pika.connect(amqp_url, timeout=timeout_s)
     try:
@@ -164,10 +229,14 @@ def _service_checks(
             functools.partial(_database_round_trip, pool), functools.partial(_database_answers, pool)
         )
     }
+    deadline_s = settings.health_check_timeout_s * _STORAGE_DEADLINE_SHARE
     for name in context.locations.order:
         driver = context.locations.driver(name)
-        checks[f"storage:{name}"] = check(
+        location_check = check(
             functools.partial(_location_round_trip, driver), functools.partial(_location_answers, driver)
+        )
+        checks[f"storage:{name}"] = functools.partial(
+            _timeout_counted, context.locations.health, name, location_check, deadline_s
         )
     if settings.amqp_url:
         checks["broker"] = functools.partial(
@@ -184,18 +253,20 @@ async def _service_report(context: RegistryContext, *, end_to_end: bool) -> JSON
     if not read_only.done():  # the database did not answer in time: its check says so
         read_only.cancel()
     known = read_only.done() and not read_only.cancelled() and read_only.result()
-    return _report(_with_total(services, "storage", "storage:"), read_only=known)
+    return _service_and_storage_report(
+        _with_total(services, "storage", "storage:"), context.locations.health, read_only=known
+    )
 
 
-@router.get("/health/instance", response_model=HealthReport, responses=UNHEALTHY_RESPONSES)
+@router.get("/health/instance", response_model=ServiceHealthReport, responses=_UNSERVING_RESPONSES)
 async def instance_health(context: RegistryContext = Depends(get_context)) -> JSONResponse:
-    """Whether this instance reaches every service it depends on."""
+    """Whether this instance reaches every service it depends on (503: it cannot serve)."""
     return await _service_report(context, end_to_end=False)
 
 
-@router.get("/health/endtoend", response_model=HealthReport, responses=UNHEALTHY_RESPONSES)
+@router.get("/health/endtoend", response_model=ServiceHealthReport, responses=_UNSERVING_RESPONSES)
 async def end_to_end_health(context: RegistryContext = Depends(get_context)) -> JSONResponse:
-    """Whether every service takes a write and gives it back."""
+    """Whether every service takes a write and gives it back (503: the instance cannot serve)."""
     return await _service_report(context, end_to_end=True)
 
 

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.registry.app import create_app
 from services.registry.worker import publisher_for, run_worker
 from shared.config import Settings
-from shared.db.migrate import migrate
+from shared.service_main import require_token_secret, wait_until_ready
 from shared.serving import (
     ListenAddress,
     ListenSetting,
@@ -81,17 +81,21 @@ async def _http_replicas(address: ListenAddress, count: int) -> AsyncIterator[No
 
 
 async def run(settings: Settings, process: ProcessSettings) -> None:
-    """Migrate the database, then serve the registry with its worker until SIGINT or SIGTERM."""
+    """Wait for the database and migrate it (shared.service_main.wait_until_ready), then serve the
+    registry with its worker until SIGINT or SIGTERM."""
     stop = stop_event_on_signals()
+    # The first process waits for the database and the schema (answering 503 meanwhile) before
+    # it binds the shared socket; its HTTP processes start once it is ready.
+    if not process.http_replica:
+        require_token_secret(settings)
+        if not await wait_until_ready(settings, process.listen, stop, log):
+            return
     app = create_app(settings)
     sock = shared_listening_socket(process.listen)
     address = ListenAddress(host=process.listen.host, port=sock.getsockname()[1])
     if process.http_replica:
         await serve(app, address, _forever(), stop, sock, settings)
         return
-    applied = await migrate(settings.database_url)
-    if applied:
-        log.info("applied migrations: %s", ", ".join(applied))
     async with _http_replicas(address, process.http_processes - 1):
         await serve(app, address, run_worker(settings, publisher_for(settings)), stop, sock, settings)
 

@@ -1,6 +1,9 @@
 """Apply the SQL files in migrations/ in name order, each once, recorded in schema_migration.
 
 Applying 0013_stored_names_check also runs, that once, the check of stored names (stored_names).
+
+`python -m shared.db.migrate` (the compose suite's one-shot migrate step) waits for PostgreSQL at
+QUAYSIDE_DATABASE_URL, logging why each attempt failed, then applies what is pending and exits.
 """
 
 from __future__ import annotations
@@ -14,6 +17,19 @@ from shared.db import stored_names
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Serialises concurrent migrators (several services starting at once).
 _ADVISORY_LOCK_KEY = 0x5155_4159
+
+
+def migration_names() -> list[str]:
+    """Every migration of this code, in the order they apply."""
+    return [path.name for path in sorted(MIGRATIONS_DIR.glob("*.sql"))]
+
+
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """This code's migrations not applied to the database yet, in order (all of them on an empty one)."""
+    if not await conn.fetchval("SELECT to_regclass('schema_migration') IS NOT NULL"):
+        return migration_names()
+    done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migration")}
+    return [name for name in migration_names() if name not in done]
 
 
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
@@ -46,3 +62,10 @@ async def migrate(dsn: str) -> list[str]:
         return await apply_migrations(conn)
     finally:
         await conn.close()
+
+
+if __name__ == "__main__":
+    # Imported here: the process entry depends on this module, not the other way round.
+    from shared.service_main import run_migrate_step
+
+    run_migrate_step()

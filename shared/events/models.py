@@ -178,6 +178,17 @@ class BlobsCollected(Event):
     bytes_by_location: dict[str, int] = Field(default_factory=dict)
 
 
+class BlobReplicated(Event):
+    """The replication service copied a blob into a location and verified it there (placement recorded)."""
+
+    routing_key: ClassVar[str] = "blob.replicated"
+
+    digest: str
+    location: str
+    size: int
+    source_location: str
+
+
 class NotificationTestRequested(Event):
     """Someone asked for a sample delivery of one notification (the API's test endpoint)."""
 
@@ -200,6 +211,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         QuotaWarning,
         QuotaExceeded,
         BlobsCollected,
+        BlobReplicated,
         NotificationTestRequested,
     )
 }

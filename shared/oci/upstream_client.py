@@ -5,6 +5,11 @@ Authentication follows the Docker registry protocol: a 401 challenge names Basic
 as they are) or Bearer (a token fetched from the challenge's realm, with the stored credentials when
 there are any, for pull access on the upstream repository). Every failure is an UpstreamError whose
 message carries what the upstream answered.
+
+An UpstreamSession is the HTTP side of one upstream registry: one httpx client (its connections are
+kept alive across requests and repositories), the base URL found once, and one RegistryAuth per
+repository scope whose header (a bearer token until it expires) is reused by every request of that
+scope. Several UpstreamRegistry objects (one per repository) may share a session.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import contextlib
 import ipaddress
 import json
 import re
+import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from typing import Literal
 from urllib.parse import urljoin
@@ -36,6 +43,12 @@ _REFERENCE = re.compile(
 )
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io"})
+# A token endpoint that names no lifetime grants 60 seconds (the Docker token specification).
+_DEFAULT_TOKEN_LIFETIME_S = 60
+# A token is dropped this long before it runs out, so that no request is sent with one about to expire.
+_TOKEN_MARGIN_S = 5
+# Scopes (repositories) whose authentication one session keeps; the least recently used go first.
+_MAX_SCOPES = 1024
 
 FailureReason = Literal["unreachable", "auth", "not_found", "invalid", "upstream"]
 
@@ -104,7 +117,9 @@ class UpstreamManifest(BaseModel):
 
 
 class RegistryAuth(httpx.Auth):
-    """Answers the upstream's 401 challenges (Basic or Bearer) and keeps the header that worked."""
+    """Answers the upstream's 401 challenges (Basic or Bearer) for one scope and keeps the header that
+    worked: Basic for good, a bearer token until shortly before it expires. Concurrent requests
+    share it; one that meets a 401 after another request renewed the header just retries with it."""
 
     def __init__(self, username: str | None, password: str | None, scope: str) -> None:
         self._basic = (
@@ -114,26 +129,40 @@ class RegistryAuth(httpx.Auth):
         )
         self._scope = scope
         self._header: str | None = None
+        self._expires_at = float("inf")
+
+    def _valid_header(self) -> str | None:
+        if self._header is not None and time.monotonic() >= self._expires_at:
+            self._header = None
+        return self._header
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("the upstream client is asynchronous only")
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if self._header is not None:
-            request.headers["Authorization"] = self._header
+        sent = self._valid_header()
+        if sent is not None:
+            request.headers["Authorization"] = sent
         response = yield request
         if response.status_code != 401:
             return
+        renewed = self._valid_header()
+        if renewed is not None and renewed != sent:
+            request.headers["Authorization"] = renewed
+            yield request
+            return
         scheme, params = _parse_challenge(response.headers.get("www-authenticate", ""))
         if scheme == "basic" and self._basic is not None:
-            header = self._basic
+            header, lifetime_s = self._basic, float("inf")
         elif scheme == "bearer" and "realm" in params:
             token_response = yield self._token_request(params)
             await token_response.aread()
-            header = f"Bearer {_token_from(token_response)}"
+            token, lifetime_s = _token_from(token_response)
+            header = f"Bearer {token}"
         else:
             return
         self._header = header
+        self._expires_at = time.monotonic() + lifetime_s - _TOKEN_MARGIN_S
         request.headers["Authorization"] = header
         yield request
 
@@ -150,7 +179,8 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
 
 
-def _token_from(response: httpx.Response) -> str:
+def _token_from(response: httpx.Response) -> tuple[str, float]:
+    """The token and how many seconds it is good for."""
     if response.status_code in (401, 403):
         raise UpstreamError(
             f"the upstream's token endpoint refused the credentials ({_describe(response)})", "auth"
@@ -160,11 +190,14 @@ def _token_from(response: httpx.Response) -> str:
     try:
         document = response.json()
         token = document.get("token") or document.get("access_token")
-    except ValueError:
-        token = None
+        lifetime = document.get("expires_in")
+    except (ValueError, AttributeError):
+        token, lifetime = None, None
     if not isinstance(token, str) or not token:
         raise UpstreamError("the upstream's token endpoint answered no token", "upstream")
-    return token
+    if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
+        lifetime = _DEFAULT_TOKEN_LIFETIME_S
+    return token, float(lifetime)
 
 
 def _describe(response: httpx.Response) -> str:
@@ -222,12 +255,79 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-class UpstreamRegistry:
-    """One upstream repository, read with the given credentials.
+class UpstreamSession:
+    """The HTTP side of one upstream registry (scheme and host), shared by its repositories' clients.
 
-    Without a scheme in the reference, HTTPS is used; with verify_tls false, certificates are not
-    checked and plain HTTP is used when the registry does not speak TLS (as skopeo does).
+    Without a scheme, HTTPS is used; with verify_tls false, certificates are not checked and plain
+    HTTP is used when the registry does not speak TLS (as skopeo does), found out once.
     """
+
+    def __init__(
+        self,
+        registry: str,
+        scheme: Literal["http", "https"] | None,
+        *,
+        username: str | None,
+        password: str | None,
+        verify_tls: bool,
+        proxy: ProxyConfig,
+        timeout_s: float,
+    ) -> None:
+        self._registry = registry
+        self._scheme = scheme
+        self._username = username
+        self._password = password
+        self.has_credentials = username is not None
+        self._verify_tls = verify_tls
+        self.client = httpx.AsyncClient(
+            verify=verify_tls,
+            mounts=_proxy_mounts(proxy, verify_tls),
+            timeout=timeout_s,
+            follow_redirects=True,
+            trust_env=False,
+        )
+        self._base_url: str | None = None
+        self._auths: OrderedDict[str, RegistryAuth] = OrderedDict()
+
+    @property
+    def registry(self) -> str:
+        return self._registry
+
+    def auth(self, repository: str) -> RegistryAuth:
+        """The authentication of pull access to the repository, kept across requests."""
+        scope = f"repository:{repository}:pull"
+        auth = self._auths.get(scope)
+        if auth is None:
+            auth = self._auths[scope] = RegistryAuth(self._username, self._password, scope)
+            if len(self._auths) > _MAX_SCOPES:
+                self._auths.popitem(last=False)
+        self._auths.move_to_end(scope)
+        return auth
+
+    async def base(self) -> str:
+        if self._base_url is None:
+            self._base_url = await self._find_base()
+        return self._base_url
+
+    async def _find_base(self) -> str:
+        if self._scheme is not None:
+            return f"{self._scheme}://{self._registry}"
+        if self._verify_tls:
+            return f"https://{self._registry}"
+        try:
+            await self.client.get(f"https://{self._registry}/v2/")
+        except httpx.TransportError:
+            return f"http://{self._registry}"
+        return f"https://{self._registry}"
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class UpstreamRegistry:
+    """One upstream repository, read with the given credentials over a session of its own; or, made
+    with ``on_session``, over a session shared with other repositories of the same registry (then
+    closing this client leaves the session open)."""
 
     def __init__(
         self,
@@ -239,24 +339,36 @@ class UpstreamRegistry:
         proxy: ProxyConfig,
         timeout_s: float,
     ) -> None:
-        self._reference = reference
-        self._has_credentials = username is not None
-        self._verify_tls = verify_tls
-        self._client = httpx.AsyncClient(
-            auth=RegistryAuth(username, password, f"repository:{reference.repository}:pull"),
-            verify=verify_tls,
-            mounts=_proxy_mounts(proxy, verify_tls),
-            timeout=timeout_s,
-            follow_redirects=True,
-            trust_env=False,
+        session = UpstreamSession(
+            reference.registry,
+            reference.scheme,
+            username=username,
+            password=password,
+            verify_tls=verify_tls,
+            proxy=proxy,
+            timeout_s=timeout_s,
         )
-        self._base_url: str | None = None
+        self._bind(reference, session, owns_session=True)
+
+    @classmethod
+    def on_session(cls, reference: ExternalReference, session: UpstreamSession) -> UpstreamRegistry:
+        """A client of the reference's repository over a shared session of the reference's registry."""
+        client = cls.__new__(cls)
+        client._bind(reference, session, owns_session=False)
+        return client
+
+    def _bind(self, reference: ExternalReference, session: UpstreamSession, *, owns_session: bool) -> None:
+        self._reference = reference
+        self._session = session
+        self._owns_session = owns_session
+        self._auth = session.auth(reference.repository)
 
     async def __aenter__(self) -> UpstreamRegistry:
         return self
 
     async def __aexit__(self, *_exc_info: object) -> None:
-        await self._client.aclose()
+        if self._owns_session:
+            await self._session.aclose()
 
     @property
     def reference(self) -> ExternalReference:
@@ -265,7 +377,9 @@ class UpstreamRegistry:
     async def check_registry(self) -> None:
         """That the upstream answers GET /v2/ as a registry does (its API version header), with the
         credentials when there are any; UpstreamError otherwise."""
-        async with self._send("GET", f"{await self._base()}/v2/", "the registry API check") as response:
+        async with self._send(
+            "GET", f"{await self._session.base()}/v2/", "the registry API check"
+        ) as response:
             if "docker-distribution-api-version" not in response.headers:
                 raise UpstreamError(
                     f"{self._reference.registry} does not answer as a container registry"
@@ -350,24 +464,7 @@ class UpstreamRegistry:
             ) from error
 
     async def _url(self, path: str) -> str:
-        return f"{await self._base()}/v2/{self._reference.repository}/{path}"
-
-    async def _base(self) -> str:
-        if self._base_url is None:
-            self._base_url = await self._find_base()
-        return self._base_url
-
-    async def _find_base(self) -> str:
-        registry = self._reference.registry
-        if self._reference.scheme is not None:
-            return f"{self._reference.scheme}://{registry}"
-        if self._verify_tls:
-            return f"https://{registry}"
-        try:
-            await self._client.get(f"https://{registry}/v2/", auth=None)
-        except httpx.TransportError:
-            return f"http://{registry}"
-        return f"https://{registry}"
+        return f"{await self._session.base()}/v2/{self._reference.repository}/{path}"
 
     @contextlib.asynccontextmanager
     async def _send(
@@ -381,11 +478,13 @@ class UpstreamRegistry:
     ) -> AsyncIterator[httpx.Response]:
         """The streamed response to a request; UpstreamError for transport errors and error statuses."""
         try:
-            async with self._client.stream(method, url, params=params, headers=headers) as response:
+            async with self._session.client.stream(
+                method, url, params=params, headers=headers, auth=self._auth
+            ) as response:
                 if response.status_code >= 400:
                     if method != "HEAD":
                         await response.aread()
-                    raise _failure(response, what, self._has_credentials)
+                    raise _failure(response, what, self._session.has_credentials)
                 yield response
         except httpx.TimeoutException as error:
             raise UpstreamError(

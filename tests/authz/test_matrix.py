@@ -24,6 +24,7 @@ from tests.authz import (
     expectations_proxycache,
     expectations_quota,
     expectations_readonly,
+    expectations_replication,
     expectations_session,
 )
 from tests.authz.expectations import EXPECTATIONS as CORE_EXPECTATIONS
@@ -43,6 +44,7 @@ EXPECTATIONS: dict[str, Expectation] = {
     **expectations_readonly.EXPECTATIONS,
     **expectations_proxycache.EXPECTATIONS,
     **expectations_quota.EXPECTATIONS,
+    **expectations_replication.EXPECTATIONS,
 }
 V2_REPOSITORY_OPERATIONS = [operation for operation in OPERATIONS if " /v2/{name:path}/" in operation]
 

@@ -96,7 +96,10 @@ async def test_a_healthy_registry_answers_200_with_every_service(registry: Regis
 
     assert response.status_code == 200
     assert response.json() == {
-        "data": {"services": {"database": True, "storage": True, "storage:local": True, "auth": True}},
+        "data": {
+            "services": {"database": True, "storage": True, "storage:local": True, "auth": True},
+            "locations": {"local": {"healthy": True, "failures": 0, "reason": None}},
+        },
         "status_code": 200,
     }
 
@@ -161,7 +164,8 @@ async def test_an_unreachable_storage_location_is_named_and_recovers(
 
         response, elapsed = await health(registry, kind)
 
-        assert response.status_code == 503
+        # The instance still serves from (and pushes to) the location that answers.
+        assert response.status_code == 200
         assert services(response) == {
             "database": True,
             "storage": False,
@@ -171,7 +175,11 @@ async def test_an_unreachable_storage_location_is_named_and_recovers(
         }
         assert elapsed < ANSWER_WITHIN_S
         await s3_proxy.start()
-        await wait_until_healthy(registry, kind)
+
+        async def storage_recovered() -> bool:
+            return services((await health(registry, kind))[0])["storage"]
+
+        await eventually(storage_recovered, RECOVERY_TIMEOUT_S, step_s=0.2)
 
 
 async def test_a_read_only_location_answers_but_fails_end_to_end(
@@ -191,7 +199,7 @@ async def test_a_read_only_location_answers_but_fails_end_to_end(
         end_to_end, _ = await health(registry, "endtoend")
 
     assert instance.status_code == 200
-    assert end_to_end.status_code == 503
+    assert end_to_end.status_code == 200  # "local" still takes writes
     assert services(end_to_end)["storage:frozen"] is False
     assert services(end_to_end)["storage:local"] is True
     assert services(end_to_end)["storage"] is False

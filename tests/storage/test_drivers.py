@@ -459,8 +459,8 @@ async def test_locations_open_every_kind_in_preference_order(tmp_path: Path, s3_
     try:
         assert locations.order == ["us", "eu"]
         assert locations.preferred == "us"
-        assert isinstance(locations.driver("us"), S3Driver)
-        assert isinstance(locations.driver("eu"), FilesystemDriver)
+        assert isinstance(locations.driver("us").inner, S3Driver)  # type: ignore[attr-defined]
+        assert isinstance(locations.driver("eu").inner, FilesystemDriver)  # type: ignore[attr-defined]
         for name in locations.order:
             await put_bytes(locations.driver(name), "blob", name.encode())
             assert await read_all(locations.driver(name), "blob") == name.encode()

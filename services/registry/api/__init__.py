@@ -29,6 +29,7 @@ from services.registry.api import (
     pull_statistics,
     quota,
     registry_state,
+    replication,
     repositories,
     robots,
     session,
@@ -64,6 +65,7 @@ routers += [quota.router, superuser_quota.router]
 routers.append(autoprune.router)
 routers += [session.router, session.csrf_router]
 routers.append(registry_state.router)
+routers.append(replication.router)
 routers.append(repositories.item_router)
 
 __all__ = ["DeclaredBodyLimit", "routers"]

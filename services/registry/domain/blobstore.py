@@ -38,18 +38,18 @@ class BlobSource:
 
 
 async def read_small_blob(pool: asyncpg.Pool, locations: Locations, digest: str, size: int) -> bytes | None:
-    """A small blob's whole content (an image config, say) from the first location holding it;
-    None when no location has a readable copy."""
+    """A small blob's whole content (an image config, say) from the best location holding it (see
+    readable_source), the next one when a read fails; None when no location gives it."""
     async with pool.acquire() as conn:
         placed = await placement_locations(conn, digest)
-    source = await readable_source(locations, placed, digest)
-    if source is None:
-        return None
-    try:
-        return b"".join([chunk async for chunk in source.read(0, size)])
-    except StorageError as error:
-        logger.warning("blob %s unreadable: %s", digest, error)
-        return None
+    unread = set(placed)
+    while (source := await readable_source(locations, unread, digest)) is not None:
+        try:
+            return b"".join([chunk async for chunk in source.read(0, size)])
+        except StorageError as error:
+            logger.warning("blob %s unreadable in location %s: %s", digest, source.location, error)
+            unread.discard(source.location)
+    return None
 
 
 async def linked_blob_size(conn: asyncpg.Connection, repository_id: int, digest: str) -> int | None:
@@ -81,12 +81,14 @@ def in_preference_order(locations: Locations, placed: set[str]) -> list[str]:
 
 
 async def readable_source(locations: Locations, placed: set[str], digest: str) -> BlobSource | None:
-    """The most preferred placed location whose storage holds the blob now; None when none does.
+    """The best placed location whose storage holds the blob now; None when none does.
 
-    A location that fails to answer, or lacks the object, is skipped for the next one.
+    Healthy locations come first, in preference order; unhealthy ones are tried last, while no
+    other copy answers. A location that fails to answer, or lacks the object, is skipped for the
+    next one (a failure counts against its health: Locations.driver records it).
     """
     path = blob_path(digest)
-    for name in in_preference_order(locations, placed):
+    for name in locations.read_order(placed):
         driver = locations.driver(name)
         try:
             await driver.stat(path)
@@ -95,6 +97,39 @@ async def readable_source(locations: Locations, placed: set[str], digest: str) -
             continue
         return BlobSource(location=name, driver=driver, path=path)
     return None
+
+
+async def opened_stream(
+    locations: Locations, placed: set[str], source: BlobSource, digest: str, offset: int, length: int
+) -> AsyncIterator[bytes] | None:
+    """The blob's bytes [offset, offset+length) from source, else from the next placed location
+    that starts giving them (see readable_source); None when none does.
+
+    A read failing before its first bytes moves on to the next location; once bytes have gone
+    out, a failure ends the stream with its error (the client's response cannot be retried).
+    """
+    unread = set(placed)
+    current: BlobSource | None = source
+    while current is not None:
+        stream = current.read(offset, length)
+        try:
+            first = await anext(stream, b"")
+        except StorageError as error:
+            logger.warning(
+                "blob %s unreadable in location %s, trying the next: %s", digest, current.location, error
+            )
+            unread.discard(current.location)
+            current = await readable_source(locations, unread, digest)
+            continue
+        return _prepended(first, stream)
+    return None
+
+
+async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 async def link_blob(conn: asyncpg.Connection, repository_id: int, digest: str) -> None:

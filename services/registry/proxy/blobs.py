@@ -65,10 +65,6 @@ async def fill_missing_blob(
     metrics.MISSES.labels("blob").inc()
     try:
         await refuse_fills_while_read_only(context.pool, context.settings)
-        if request.method == "HEAD":
-            async with context.proxy.clients.use(config, repository.name) as upstream:
-                size = await upstream.blob_size(digest)
-            return Response(headers=_headers(digest, size))
 
         async def stored() -> bool | None:
             async with context.pool.acquire() as conn:
@@ -79,9 +75,10 @@ async def fill_missing_blob(
         )
         if not isinstance(claimed, Lead):
             return None
-        return await _streamed_fill(
-            context, config, repository, digest, claimed, ranged="range" in request.headers
-        )
+        # A HEAD fills as Quay's does (its HEAD reads the blob through the same model call that
+        # downloads a placeholder), and so does a range: both are answered from storage after it.
+        whole_body = request.method == "GET" and "range" not in request.headers
+        return await _streamed_fill(context, config, repository, digest, claimed, to_client=whole_body)
     except UpstreamError as error:
         raise upstream_failure(error, full_name, digest, "BLOB_UNKNOWN") from error
     except UnreadableSecretError as error:
@@ -164,8 +161,9 @@ async def _streamed_fill(
     digest: str,
     lead: Lead,
     *,
-    ranged: bool,
+    to_client: bool,
 ) -> Response | None:
+    """Start the fill; the response streaming it when ``to_client``, else None once it is stored."""
     stack = contextlib.AsyncExitStack()
     await stack.enter_async_context(lead)
     try:
@@ -177,8 +175,7 @@ async def _streamed_fill(
     fill = _Fill()
     task = asyncio.create_task(_copy(context, repository, digest, size, chunks, fill, stack))
     context.proxy.keep(task)
-    if ranged:
-        # A range of a blob being filled: served from storage once the fill is done.
+    if not to_client:
         fill.client_gone = True
         await asyncio.shield(task)
         return None
@@ -198,7 +195,7 @@ async def _copy(
     1 MiB on a thread, to a writer task through a bounded queue: the upstream is read at the pace of
     the slower of the client and the storage, not of the two one after the other, and the client
     is not kept waiting for the storage's sync and the fill's commit."""
-    location = context.locations.preferred
+    location = context.locations.write_order()[0]  # the first healthy location in preference
     driver = context.locations.driver(location)
     staging = f"proxy-{uuid.uuid4()}"
     algorithm, _, expected_hex = digest.partition(":")
@@ -210,22 +207,31 @@ async def _copy(
             yield batch
 
     async def read() -> int:
-        """Every byte to the client and to the writer; the client's response ends once the bytes
-        are verified, while the writer may still be storing (and syncing) them."""
+        """Every byte to the client and, in batches of about 1 MiB, to the hasher (a thread, one
+        batch behind the reading) and the writer; the client's response ends once the bytes are
+        verified, while the writer may still be storing (and syncing) them."""
         received = 0
-        pending = bytearray()
+        pending: list[bytes] = []
+        pending_bytes = 0
+        hashing: asyncio.Future[None] | None = None
+
+        async def hand_on(batch: bytes) -> asyncio.Future[None]:
+            if hashing is not None:
+                await hashing  # batches are hashed in order
+            metrics.UPSTREAM_BYTES.inc(len(batch))
+            await batches.put(batch)
+            return asyncio.ensure_future(asyncio.to_thread(hasher.update, batch))
+
         async for chunk in chunks:
             received += len(chunk)
-            metrics.UPSTREAM_BYTES.inc(len(chunk))
             await fill.offer(chunk)
-            pending += chunk
-            if len(pending) >= _BATCH_BYTES:
-                batch = bytes(pending)
+            pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes >= _BATCH_BYTES:
+                hashing = await hand_on(b"".join(pending))
                 pending.clear()
-                await asyncio.to_thread(hasher.update, batch)
-                await batches.put(batch)
-        await asyncio.to_thread(hasher.update, bytes(pending))
-        await batches.put(bytes(pending))
+                pending_bytes = 0
+        await (await hand_on(b"".join(pending)))
         await batches.put(None)
         if hasher.hexdigest() != expected_hex or (size is not None and received != size):
             raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")

@@ -4,6 +4,7 @@ a missing image or refused access is passed on)."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -13,11 +14,11 @@ import asyncpg
 from services.registry.proxy.config import ProxyCacheConfig
 from services.registry.v2.errors import RegistryError
 from shared.config import Settings
-from shared.oci.upstream_client import ExternalReference, ProxyConfig, UpstreamError, UpstreamRegistry
+from shared.oci.upstream_client import ProxyConfig, UpstreamError, UpstreamRegistry, UpstreamSession
 from shared.readonly_state import registry_read_only
 from shared.secret_box import SecretBox
 
-_MAX_IDLE_CLIENTS = 256
+_MAX_IDLE_SESSIONS = 64
 
 
 async def refuse_fills_while_read_only(pool: asyncpg.Pool, settings: Settings) -> None:
@@ -57,48 +58,49 @@ def upstream_failure(
 
 
 class UpstreamClients:
-    """UpstreamRegistry clients per (configuration, upstream repository); idle ones beyond a few
-    hundred are closed, least recently used first."""
+    """One UpstreamSession per cache configuration: its connections (kept alive) and its tokens (per
+    upstream repository, until they expire) serve every request and repository of the cache.
+    Sessions of configurations not in use beyond a few dozen are closed, least recently used first
+    (a changed configuration is a new one)."""
 
     def __init__(self, secrets: SecretBox, timeout_s: float) -> None:
         self._secrets = secrets
         self._timeout_s = timeout_s
-        self._clients: OrderedDict[tuple[ProxyCacheConfig, ExternalReference], UpstreamRegistry] = (
-            OrderedDict()
-        )
-        self._in_use: dict[tuple[ProxyCacheConfig, ExternalReference], int] = {}
+        self._sessions: OrderedDict[ProxyCacheConfig, UpstreamSession] = OrderedDict()
+        self._in_use: collections.Counter[ProxyCacheConfig] = collections.Counter()
 
     @contextlib.asynccontextmanager
     async def use(self, config: ProxyCacheConfig, repository: str) -> AsyncIterator[UpstreamRegistry]:
         """The client of the cache repository's upstream (UnreadableSecretError for lost credentials)."""
-        key = (config, config.upstream_reference(repository))
-        client = self._clients.get(key)
-        if client is None:
-            client = UpstreamRegistry(
-                key[1],
+        reference = config.upstream_reference(repository)
+        session = self._sessions.get(config)
+        if session is None:
+            session = UpstreamSession(
+                reference.registry,
+                reference.scheme,
                 username=self._secrets.decrypt(config.username_encrypted),
                 password=self._secrets.decrypt(config.password_encrypted),
                 verify_tls=not config.insecure,
                 proxy=ProxyConfig(),
                 timeout_s=self._timeout_s,
             )
-            self._clients[key] = client
-        self._clients.move_to_end(key)
-        self._in_use[key] = self._in_use.get(key, 0) + 1
+            self._sessions[config] = session
+        self._sessions.move_to_end(config)
+        self._in_use[config] += 1
         try:
-            yield client
+            yield UpstreamRegistry.on_session(reference, session)
         finally:
-            self._in_use[key] -= 1
-            if not self._in_use[key]:
-                del self._in_use[key]
+            self._in_use[config] -= 1
+            if not self._in_use[config]:
+                del self._in_use[config]
             await self._close_idle_beyond_limit()
 
     async def _close_idle_beyond_limit(self) -> None:
-        idle = [key for key in self._clients if key not in self._in_use]
-        for key in idle[: max(len(self._clients) - _MAX_IDLE_CLIENTS, 0)]:
-            await self._clients.pop(key).__aexit__(None, None, None)
+        idle = [config for config in self._sessions if config not in self._in_use]
+        for config in idle[: max(len(self._sessions) - _MAX_IDLE_SESSIONS, 0)]:
+            await self._sessions.pop(config).aclose()
 
     async def close(self) -> None:
-        clients, self._clients = self._clients, OrderedDict()
-        for client in clients.values():
-            await client.__aexit__(None, None, None)
+        sessions, self._sessions = self._sessions, OrderedDict()
+        for session in sessions.values():
+            await session.aclose()

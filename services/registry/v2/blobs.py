@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from services.registry.context import RegistryContext, get_context
 from services.registry.domain.blobstore import (
     linked_blob_size,
+    opened_stream,
     placement_locations,
     readable_source,
     unlink_blob,
@@ -114,7 +115,8 @@ def _blob_headers(digest: str, size: int, byte_range: ByteRange | None) -> dict[
 async def fetch_blob(
     name: str, digest: str, request: Request, context: RegistryContext = Depends(get_context)
 ) -> Response:
-    """The blob's bytes (or a range of them), from the most preferred location holding it.
+    """The blob's bytes (or a range of them), from the most preferred healthy location holding it
+    (an unhealthy one only when no other copy answers).
 
     HEAD answers from the records alone. GET redirects (307) when the location offers direct
     download URLs; 503 when no location holding the blob can be read.
@@ -137,9 +139,7 @@ async def fetch_blob(
         return Response(status_code=status, headers=headers)
     source = await readable_source(context.locations, placed, digest)
     if source is None:
-        raise RegistryError(
-            "BLOB_UNKNOWN", "blob storage unavailable, retry later", detail={"digest": digest}, status=503
-        )
+        raise _storage_unavailable(digest)
     url = await source.download_url()
     if url is not None:
         return RedirectResponse(url, status_code=307, headers={"Docker-Content-Digest": digest})
@@ -147,7 +147,16 @@ async def fetch_blob(
     if local_path is not None and "range" not in request.headers:
         return _BlobFileResponse(local_path, headers=headers, media_type=BLOB_MEDIA_TYPE)
     first, length = (byte_range.first, byte_range.length) if byte_range else (0, size)
-    return StreamingResponse(source.read(first, length), status_code=status, headers=headers)
+    stream = await opened_stream(context.locations, placed, source, digest, first, length)
+    if stream is None:
+        raise _storage_unavailable(digest)
+    return StreamingResponse(stream, status_code=status, headers=headers)
+
+
+def _storage_unavailable(digest: str) -> RegistryError:
+    return RegistryError(
+        "BLOB_UNKNOWN", "blob storage unavailable, retry later", detail={"digest": digest}, status=503
+    )
 
 
 async def _linked_blob(

@@ -1,6 +1,7 @@
 """Blob upload sessions: the resumable state machine behind /v2/<name>/blobs/uploads.
 
-A session is a row of table upload: its storage location (the push location when it started),
+A session is a row of table upload: its storage location (the first healthy push location when it
+started; a session still without bytes moves to another when its location fails),
 the bytes received (byte_offset) and the chunk slots used (chunk_count). Each PATCH or PUT body
 becomes one object, upload_chunk_path(id, slot), in that location, so any replica can continue a
 session and a restart loses nothing.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
@@ -35,8 +37,10 @@ from shared import blob_guard
 from shared.events.models import BlobPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import new_hasher, parse_digest
-from shared.storage import StorageDriver
+from shared.storage import StorageDriver, StorageError
 from shared.storage.paths import upload_chunk_path, upload_folder
+
+logger = logging.getLogger(__name__)
 
 BUFFER_BYTES = 1024 * 1024
 HASHER_CACHE_ENTRIES = 4096
@@ -118,6 +122,22 @@ async def start_session(conn: asyncpg.Connection, repository_id: int, location: 
         location,
     )
     return UploadSession(**dict(row))
+
+
+async def relocate_empty_session(
+    pool: asyncpg.Pool, session: UploadSession, location: str
+) -> UploadSession | None:
+    """Move a session that holds no bytes yet to another storage location (its own is failing);
+    None when the session has moved on or ended meanwhile."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "UPDATE upload SET location = $3, updated_at = now()"
+            f" WHERE id = $1 AND byte_offset = 0 AND location = $2 RETURNING {_SESSION_COLUMNS}",
+            session.id,
+            session.location,
+            location,
+        )
+    return UploadSession(**dict(row)) if row else None
 
 
 async def find_session(
@@ -212,7 +232,7 @@ async def complete_session(
         )
         await enqueue(conn, event)
     hashers.discard(session.id)
-    await driver.delete(session.folder)
+    await _drop_folder(driver, session)
 
 
 async def discard_session(
@@ -222,7 +242,16 @@ async def discard_session(
     async with pool.acquire() as conn:
         await conn.execute("DELETE FROM upload WHERE id = $1", session.id)
     hashers.discard(session.id)
-    await driver.delete(session.folder)
+    await _drop_folder(driver, session)
+
+
+async def _drop_folder(driver: StorageDriver, session: UploadSession) -> None:
+    """Delete the ended session's chunks; a storage failure leaves them to the GC janitor, which
+    deletes upload folders without a session."""
+    try:
+        await driver.delete(session.folder)
+    except StorageError as error:
+        logger.warning("upload %s: chunks left in location %s: %s", session.id, session.location, error)
 
 
 async def _claim_slot(pool: asyncpg.Pool, session: UploadSession) -> int:

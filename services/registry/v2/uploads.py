@@ -6,6 +6,7 @@ maps HTTP requests and OCI errors onto it.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -37,14 +38,22 @@ from services.registry.v2.upload_sessions import (
     complete_session,
     discard_session,
     find_session,
+    relocate_empty_session,
     start_session,
 )
 from shared import blob_guard
 from shared.events.models import BlobPushed
 from shared.events.outbox import enqueue
 from shared.oci.digest import is_digest
+from shared.storage import StorageError
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter()
+
+# A first chunk whose write fails is written again in the next healthy location when the registry
+# still holds every byte of it read so far: at most this many per request.
+REPLAYABLE_BYTES = 8 * 1024 * 1024
 
 # Positions and lengths are 64-bit: at most 19 ASCII digits (\d would take any Unicode digit).
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})")
@@ -155,17 +164,98 @@ async def _session(
 async def _append(
     context: RegistryContext, request: Request, name: str, session: UploadSession
 ) -> UploadSession:
-    """Store the request body as the session's next chunk (after checking Content-Range)."""
+    """Store the request body as the session's next chunk (after checking Content-Range).
+
+    A session without bytes yet writes to the first healthy location: it moves there when its own
+    is unhealthy, and when writing fails it moves on to the next one, the body written again from
+    its start while the registry still holds all of it read so far (REPLAYABLE_BYTES). Otherwise a
+    storage failure answers 503 UNAVAILABLE (the client may retry).
+    """
     expected_length = _chunk_length(request, name, session)
-    driver = context.locations.driver(session.location)
-    try:
-        return await append_chunk(
-            context.pool, driver, context.upload_hashers, session, _request_body(request), expected_length
-        )
-    except SessionChangedError:
-        raise await _session_changed(context, name, session) from None
-    except (InvalidBodyError, StoredChunksError) as error:
-        raise _upload_invalid(str(error)) from error
+    body = _ReplayableBody(_request_body(request), REPLAYABLE_BYTES if session.byte_offset == 0 else 0)
+    session = await _in_healthy_location(context, name, session)
+    tried: set[str] = set()
+    while True:
+        tried.add(session.location)
+        driver = context.locations.driver(session.location)
+        try:
+            return await append_chunk(
+                context.pool, driver, context.upload_hashers, session, body.read(), expected_length
+            )
+        except SessionChangedError:
+            raise await _session_changed(context, name, session) from None
+        except (InvalidBodyError, StoredChunksError) as error:
+            raise _upload_invalid(str(error)) from error
+        except StorageError as error:
+            failed = session.location
+            untried = [location for location in context.locations.write_order() if location not in tried]
+            if session.byte_offset != 0 or not untried:
+                raise _storage_unavailable(failed) from error
+            session = await _relocated(context, name, session, untried[0])
+            if not body.replayable:
+                raise _storage_unavailable(failed) from error
+            logger.warning(
+                "upload %s: location %s failed (%s), writing to %s", session.id, failed, error, untried[0]
+            )
+
+
+async def _in_healthy_location(context: RegistryContext, name: str, session: UploadSession) -> UploadSession:
+    """The session, moved to the first healthy location when it holds no bytes yet and its own
+    location is unhealthy."""
+    if session.byte_offset != 0 or context.locations.health.is_healthy(session.location):
+        return session
+    best = context.locations.write_order()[0]
+    if best == session.location or not context.locations.health.is_healthy(best):
+        return session
+    return await _relocated(context, name, session, best)
+
+
+async def _relocated(
+    context: RegistryContext, name: str, session: UploadSession, location: str
+) -> UploadSession:
+    moved = await relocate_empty_session(context.pool, session, location)
+    if moved is None:
+        raise await _session_changed(context, name, session)
+    return moved
+
+
+def _storage_unavailable(location: str) -> RegistryError:
+    return RegistryError(
+        "UNAVAILABLE",
+        "blob storage unavailable, retry the upload",
+        detail={"location": location},
+        status=503,
+    )
+
+
+class _ReplayableBody:
+    """A request body that can be read again from its start as long as at most `limit` bytes of it
+    have been read (they are kept in memory)."""
+
+    def __init__(self, body: AsyncIterator[bytes], limit: int) -> None:
+        self._body = body
+        self._limit = limit
+        self._kept: list[bytes] = []
+        self._kept_bytes = 0
+        self.replayable = True
+
+    async def read(self) -> AsyncIterator[bytes]:
+        """The body from its start: the pieces read before, then the rest of the request."""
+        for piece in list(self._kept):
+            yield piece
+        async for piece in self._body:
+            self._keep(piece)
+            yield piece
+
+    def _keep(self, piece: bytes) -> None:
+        if not self.replayable:
+            return
+        self._kept_bytes += len(piece)
+        if self._kept_bytes > self._limit:
+            self.replayable = False
+            self._kept.clear()
+        else:
+            self._kept.append(piece)
 
 
 async def _complete(
@@ -184,6 +274,8 @@ async def _complete(
         raise await _session_changed(context, name, session) from None
     except StoredChunksError as error:
         raise _upload_invalid(str(error)) from error
+    except StorageError as error:
+        raise _storage_unavailable(session.location) from error
     return _created(name, digest)
 
 
@@ -250,7 +342,7 @@ async def start_upload(
         checked_digest(digest)
     async with context.pool.acquire() as conn:
         repository = await grant.repository_for_write(conn)
-        session = await start_session(conn, repository.id, context.locations.preferred)
+        session = await start_session(conn, repository.id, context.locations.write_order()[0])
     if digest is None:
         return _accepted(name, session)
     try:

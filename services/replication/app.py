@@ -1,0 +1,148 @@
+"""The replication service's HTTP application: its status, /health/instance, /health/endtoend, /metrics.
+
+- GET /api/v1/replication/status: per location, the copies pending, in flight and failing (with the
+  storage's errors), the lag and what was copied (shared.replication.ReplicationStatus). Read-only
+  operational figures without names, served like /metrics without authentication: expose the port
+  only where operators reach it (the registry serves the same answer to superusers).
+- instance: this process reaches the database.
+- endtoend: the database takes a write and gives it back, the broker (when configured) accepts a
+  connection, and every location copies must reach answers (``storage:<name>``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aio_pika
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from services.replication import metrics
+from shared.config import Settings
+from shared.db import create_pool
+from shared.health import Check, health_report, run_checks
+from shared.http_guard import api_docs_urls
+from shared.observability import metrics_response
+from shared.replication import ReplicationStatus, replication_status
+from shared.storage import PathNotFoundError
+from shared.storage.locations import open_driver
+
+log = logging.getLogger(__name__)
+
+_POOL_SIZE = 2
+# Looked up (absent, normally) to see that a location's storage answers.
+_PROBE_PATH = "health/replication-probe"
+
+operations = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
+status_router = APIRouter(tags=["replication"])
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _state(request: Request) -> tuple[Settings, asyncpg.Pool]:
+    return request.app.state.settings, request.app.state.pool
+
+
+async def _database(pool: asyncpg.Pool) -> None:
+    await pool.fetchval("SELECT count(*) FROM replication_task WHERE false")
+
+
+async def _database_write(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE TEMP TABLE replication_health_probe (id int) ON COMMIT DROP")
+                await conn.execute("INSERT INTO replication_health_probe VALUES (1)")
+                raise _Rollback
+        except _Rollback:
+            pass
+
+
+async def _broker(amqp_url: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    await connection.close()
+
+
+async def _storage(settings: Settings, name: str) -> None:
+    driver = await open_driver(name, settings.storage_locations[name])
+    try:
+        await driver.stat(_PROBE_PATH)
+    except PathNotFoundError:
+        pass
+    finally:
+        await driver.close()
+
+
+def _replicated_locations(settings: Settings) -> list[str]:
+    """The locations copies go to by default (per-namespace targets are among the configured ones)."""
+    if not settings.feature_storage_replication:
+        return []
+    return list(settings.distributed_storage_default_locations)
+
+
+@status_router.get("/api/v1/replication/status", response_model=ReplicationStatus)
+async def get_replication_status(request: Request) -> ReplicationStatus:
+    """Replication per location (see the module docstring)."""
+    settings, pool = _state(request)
+    async with pool.acquire() as conn:
+        return await replication_status(conn, settings)
+
+
+@operations.get("/health/instance")
+async def health_instance(request: Request) -> JSONResponse:
+    """Quay's health answer: whether this instance reaches its database (200), or not (503)."""
+    settings, pool = _state(request)
+    services = await run_checks({"database": lambda: _database(pool)}, settings.health_check_timeout_s)
+    return health_report(services)
+
+
+@operations.get("/health/endtoend")
+async def health_endtoend(request: Request) -> JSONResponse:
+    """The database takes a write, the broker (when configured) a connection, every replicated
+    location answers."""
+    settings, pool = _state(request)
+    checks: dict[str, Check] = {"database": lambda: _database_write(pool)}
+    if settings.amqp_url:
+        amqp_url = settings.amqp_url
+        checks["broker"] = lambda: _broker(amqp_url)
+    for name in _replicated_locations(settings):
+        checks[f"storage:{name}"] = functools.partial(_storage, settings, name)
+    return health_report(await run_checks(checks, settings.health_check_timeout_s))
+
+
+@metrics_router.get("/metrics")
+async def prometheus_metrics(request: Request) -> Response:
+    settings, pool = _state(request)
+    try:
+        async with pool.acquire() as conn:
+            families = metrics.scrape_families(await replication_status(conn, settings))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        log.warning("replication status unavailable for /metrics: %r", error)
+        families = []
+    return await metrics_response(families)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, max_size=_POOL_SIZE)
+        app.state.settings = settings
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="Quayside replication", lifespan=lifespan, **api_docs_urls(settings))
+    app.include_router(operations)
+    app.include_router(status_router)
+    if settings.http_metrics:
+        app.include_router(metrics_router)
+    return app

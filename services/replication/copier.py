@@ -1,0 +1,209 @@
+"""One copy: a blob's bytes from a location holding them into a location lacking them, verified.
+
+The copy runs in one transaction that holds the blob's guard shared (shared/blob_guard.py) from
+before the first read until the placement is recorded, so garbage collection cannot delete the
+blob meanwhile. The bytes stream from the most preferred readable copy into the target (the
+driver's write stays invisible until complete), hashed on the way; then the written object is
+checked again (its size, and a fresh read hashed) before the placement, the task's removal, the
+location's counters and BlobReplicated commit together.
+
+A failure of any storage (the source, the target, the verification) rolls that back and marks the
+task failed with the storage's error text; it is retried with back-off (worker.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.replication import metrics
+from shared import blob_guard
+from shared.config import Settings
+from shared.events.models import BlobReplicated
+from shared.events.outbox import enqueue
+from shared.oci.digest import new_hasher, parse_digest
+from shared.storage import StorageDriver, StorageError
+from shared.storage.locations import open_driver
+from shared.storage.paths import blob_path
+
+log = logging.getLogger(__name__)
+
+
+class CopyFailedError(Exception):
+    """The copy could not be made; the message says why (a storage's own error text when it failed)."""
+
+
+@dataclass(frozen=True)
+class ClaimedCopy:
+    digest: str
+    location: str
+
+
+class Drivers:
+    """The configured locations' drivers, each opened on first use; one that fails to open (a
+    storage down, refused credentials) is tried again on its next use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._drivers: dict[str, StorageDriver] = {}
+        self._opening = asyncio.Lock()
+
+    @property
+    def order(self) -> list[str]:
+        return self._settings.location_order()
+
+    async def get(self, name: str) -> StorageDriver:
+        """The driver of location ``name``; CopyFailedError when it is not configured or cannot open."""
+        config = self._settings.storage_locations.get(name)
+        if config is None:
+            raise CopyFailedError(f"location {name!r} is not configured (QUAYSIDE_STORAGE_LOCATIONS)")
+        async with self._opening:
+            if name not in self._drivers:
+                try:
+                    self._drivers[name] = await open_driver(name, config)
+                except StorageError as error:
+                    raise CopyFailedError(f"location {name!r}: {error}") from error
+            return self._drivers[name]
+
+    async def close(self) -> None:
+        for driver in self._drivers.values():
+            await driver.close()
+        self._drivers.clear()
+
+
+async def _hashed(
+    chunks: AsyncIterable[bytes], hasher: hashlib._Hash, counted: list[int]
+) -> AsyncIterator[bytes]:
+    """The chunks unchanged, each hashed (in a thread) and counted on its way through."""
+    async for chunk in chunks:
+        await asyncio.to_thread(hasher.update, chunk)
+        counted[0] += len(chunk)
+        yield chunk
+
+
+async def _digest_of(chunks: AsyncIterable[bytes], algorithm: str) -> tuple[str, int]:
+    """The digest and length of a stream."""
+    hasher = new_hasher(algorithm)
+    counted = [0]
+    async for _ in _hashed(chunks, hasher, counted):
+        pass
+    return f"{algorithm}:{hasher.hexdigest()}", counted[0]
+
+
+async def _source(
+    drivers: Drivers, placed: set[str], target: str, digest: str, size: int
+) -> tuple[str, StorageDriver]:
+    """The most preferred location other than target whose placed copy answers with the blob's
+    size; CopyFailedError naming every location tried and its error when none does."""
+    path = blob_path(digest)
+    tried: list[str] = []
+    candidates = [name for name in drivers.order if name in placed and name != target]
+    for name in candidates:
+        try:
+            driver = await drivers.get(name)
+            stored = await driver.stat(path)
+        except (CopyFailedError, StorageError) as error:
+            tried.append(f"{name}: {error}")
+            continue
+        if stored != size:
+            tried.append(f"{name}: holds {stored} bytes, the blob has {size}")
+            continue
+        return name, driver
+    if not candidates:
+        raise CopyFailedError(
+            f"no configured location holds a copy (placed in: {', '.join(sorted(placed)) or 'none'})"
+        )
+    raise CopyFailedError("no readable copy: " + "; ".join(tried))
+
+
+async def _write_verified(source: StorageDriver, target: StorageDriver, digest: str, size: int) -> None:
+    """Stream the blob from source into target, then check what target stored: its size and the
+    digest of a fresh read. A mismatch removes the written object and raises CopyFailedError."""
+    algorithm, _ = parse_digest(digest)
+    path = blob_path(digest)
+    hasher = new_hasher(algorithm)
+    counted = [0]
+    try:
+        await target.put(path, _hashed(source.read(path), hasher, counted))
+        streamed = f"{algorithm}:{hasher.hexdigest()}"
+        if streamed != digest or counted[0] != size:
+            raise CopyFailedError(
+                f"the source copy does not match: read {counted[0]} bytes hashing to {streamed}"
+            )
+        stored = await target.stat(path)
+        if stored != size:
+            raise CopyFailedError(f"the target stored {stored} bytes, the blob has {size}")
+        reread, length = await _digest_of(target.read(path), algorithm)
+        if reread != digest or length != size:
+            raise CopyFailedError(f"the target's copy reads back as {reread} ({length} bytes)")
+    except CopyFailedError:
+        await _discard(target, path)
+        raise
+
+
+async def _discard(driver: StorageDriver, path: str) -> None:
+    try:
+        await driver.delete(path)
+    except StorageError as error:
+        log.warning("could not remove the unverified object %s from %s: %s", path, driver.name, error)
+
+
+async def _record(conn: asyncpg.Connection, copy: ClaimedCopy, size: int, source: str) -> bool:
+    """Placement, task removal, counters and BlobReplicated, in the caller's transaction; False when
+    the placement existed already (nothing announced, nothing counted)."""
+    if await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM blob WHERE digest = $1)", copy.digest):
+        return False
+    placed = await conn.fetchval(
+        "INSERT INTO blob_placement (digest, location) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+        copy.digest,
+        copy.location,
+    )
+    await conn.execute(
+        "DELETE FROM replication_task WHERE digest = $1 AND location = $2", copy.digest, copy.location
+    )
+    if not placed:
+        return False
+    await conn.execute(
+        "INSERT INTO replication_counter AS c (location, blobs_copied, bytes_copied) VALUES ($1, 1, $2)"
+        " ON CONFLICT (location) DO UPDATE SET blobs_copied = c.blobs_copied + 1,"
+        " bytes_copied = c.bytes_copied + EXCLUDED.bytes_copied, updated_at = now()",
+        copy.location,
+        size,
+    )
+    await enqueue(
+        conn, BlobReplicated(digest=copy.digest, location=copy.location, size=size, source_location=source)
+    )
+    return True
+
+
+async def copy_blob(pool: asyncpg.Pool, drivers: Drivers, copy: ClaimedCopy) -> None:
+    """Make one claimed copy (see the module docstring). Raises CopyFailedError (or a driver's
+    error) when it could not be made; the transaction is rolled back then. A blob gone meanwhile, or
+    already placed there, just ends the task."""
+    started = time.monotonic()
+    async with pool.acquire() as conn, conn.transaction():
+        await blob_guard.hold_for_push(conn, [copy.digest])
+        size = await conn.fetchval("SELECT size FROM blob WHERE digest = $1", copy.digest)
+        placed = {
+            row[0]
+            for row in await conn.fetch("SELECT location FROM blob_placement WHERE digest = $1", copy.digest)
+        }
+        if size is None or copy.location in placed:
+            await conn.execute(
+                "DELETE FROM replication_task WHERE digest = $1 AND location = $2", copy.digest, copy.location
+            )
+            return
+        source_name, source = await _source(drivers, placed, copy.location, copy.digest, size)
+        target = await drivers.get(copy.location)
+        await _write_verified(source, target, copy.digest, size)
+        recorded = await _record(conn, copy, size, source_name)
+    if recorded:
+        metrics.COPIES.labels(copy.location, "copied").inc()
+        metrics.COPY_SECONDS.labels(copy.location).observe(time.monotonic() - started)
+        log.info("replicated %s (%d bytes) from %s to %s", copy.digest, size, source_name, copy.location)

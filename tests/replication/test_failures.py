@@ -1,0 +1,101 @@
+"""A target that is down or refuses the credentials: FAIL with the storage's error, retried with
+back-off, nothing lost; the copies are made once it works."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from shared.config import S3Location
+from shared.replication import LocationStatus
+from tests.fixtures.seaweed import SeaweedServer
+from tests.replication.support import Harness, push_only_settings, replication_harness, replication_settings
+from tests.support.waiting import eventually, wait_until
+
+BLOBS = 3
+FAILURE_TIMEOUT_S = 60.0
+
+
+async def _eu(harness: Harness) -> LocationStatus:
+    return next(entry for entry in (await harness.status()).locations if entry.location == "eu")
+
+
+async def _attempts(harness: Harness) -> list[int]:
+    rows = await harness.pool.fetch(
+        "SELECT attempts FROM replication_task WHERE location = 'eu' ORDER BY digest"
+    )
+    return [row[0] for row in rows]
+
+
+async def _failing(harness: Harness, count: int) -> LocationStatus:
+    async def failing() -> LocationStatus | None:
+        eu = await _eu(harness)
+        return eu if eu.state == "FAIL" and eu.failed + eu.in_flight == count and eu.last_errors else None
+
+    return await eventually(failing, FAILURE_TIMEOUT_S)
+
+
+async def test_a_target_down_fails_with_its_error_is_retried_and_catches_up_when_back(
+    database_url: str, us_location: S3Location, start_seaweed: Callable[[], SeaweedServer]
+) -> None:
+    eu_server = start_seaweed()
+    settings = replication_settings(
+        database_url,
+        {"us": us_location, "eu": eu_server.location()},
+        preference=["us"],
+        defaults=["us", "eu"],
+    )
+    async with replication_harness(settings, registry_settings=push_only_settings(settings, "us")) as harness:
+        owner = await harness.registry.user()
+        eu_server.stop()
+        digests = [await harness.push(owner, os.urandom(64 * 1024), f"app{n}") for n in range(BLOBS)]
+
+        eu = await _failing(harness, BLOBS)
+        assert all("Could not connect to the endpoint URL" in failure.error for failure in eu.last_errors), eu
+        assert eu.lag_seconds > 0
+        before = await _attempts(harness)
+        await wait_until(
+            lambda: _attempts_grew(harness, before), timeout_s=FAILURE_TIMEOUT_S
+        )  # retried, with back-off
+        for digest in digests:
+            assert await harness.placements(digest) == {"us"}
+
+        eu_server.start()
+        for digest in digests:
+            await harness.wait_placed(digest, "eu", timeout_s=FAILURE_TIMEOUT_S)
+        eu = await _eu(harness)
+
+    assert (eu.state, eu.pending, eu.failed, eu.blobs_copied) == ("OK", 0, 0, BLOBS)
+    assert eu.last_errors == []
+
+
+async def _attempts_grew(harness: Harness, before: list[int]) -> bool:
+    now = await _attempts(harness)
+    return len(now) == len(before) and all(
+        later > earlier for later, earlier in zip(now, before, strict=True)
+    )
+
+
+async def test_wrong_credentials_fail_with_the_storage_error_and_lose_nothing(
+    database_url: str, us_location: S3Location, eu_seaweed: SeaweedServer
+) -> None:
+    good = eu_seaweed.location()
+    wrong = good.model_copy(update={"secret_key": "not-the-secret"})
+    settings = replication_settings(
+        database_url, {"us": us_location, "eu": wrong}, preference=["us"], defaults=["us", "eu"]
+    )
+    async with replication_harness(settings, registry_settings=push_only_settings(settings, "us")) as harness:
+        owner = await harness.registry.user()
+        digest = await harness.push(owner, b"credentials matter")
+
+        eu = await _failing(harness, 1)
+        assert await harness.placements(digest) == {"us"}
+    [failure] = eu.last_errors
+    assert failure.digest == digest
+    assert (
+        "403" in failure.error or "SignatureDoesNotMatch" in failure.error or "AccessDenied" in failure.error
+    )
+
+    fixed = settings.model_copy(update={"storage_locations": {"us": us_location, "eu": good}})
+    async with replication_harness(fixed, registry_settings=push_only_settings(fixed, "us")) as harness:
+        await harness.wait_placed(digest, "eu", timeout_s=FAILURE_TIMEOUT_S)

@@ -1,0 +1,169 @@
+"""Registry reads and pushes across two real SeaweedFS servers, the preferred one killed mid-test:
+pulls read the other copy, pushes land on the healthy location (the first one even before the
+breaker knows, its body written again there), and /health/endtoend names the dead location while
+the instance keeps answering 200."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from services.registry.domain.blobstore import placement_locations
+from shared.oci.digest import digest_bytes
+from shared.storage.paths import blob_path
+from tests.fixtures.registry import Account, Registry, registry_settings
+from tests.fixtures.seaweed import SeaweedServer
+from tests.support.oci import push_blob
+from tests.support.registry_app import running_registry
+from tests.support.waiting import eventually
+
+
+@pytest.fixture
+def near_and_far(start_seaweed: Callable[[], SeaweedServer]) -> tuple[SeaweedServer, SeaweedServer]:
+    return start_seaweed(), start_seaweed()
+
+
+@pytest.fixture
+def quick_failing_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One attempt per S3 request: a dead server fails at once instead of after botocore's retries."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+
+@pytest.fixture
+async def registry(
+    database_url: str,
+    tmp_path: Path,
+    near_and_far: tuple[SeaweedServer, SeaweedServer],
+    quick_failing_s3: None,
+) -> AsyncIterator[Registry]:
+    near, far = near_and_far
+    settings = registry_settings(database_url, tmp_path / "unused").model_copy(
+        update={
+            "storage_locations": {"near": near.location(), "far": far.location()},
+            "storage_preference": ["near", "far"],
+            "storage_health_failure_threshold": 2,
+            "storage_health_probe_interval_s": 60.0,
+            "health_check_timeout_s": 2.0,
+        }
+    )
+    async with running_registry(settings) as running:
+        yield running
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def copy_to(registry: Registry, location: str, data: bytes) -> None:
+    """Place a pushed blob's bytes in another location too (what replication does)."""
+    digest = digest_bytes(data)
+    await registry.context.locations.driver(location).put(blob_path(digest), one_chunk(data))
+    async with registry.context.pool.acquire() as conn:
+        await conn.execute("INSERT INTO blob_placement (digest, location) VALUES ($1, $2)", digest, location)
+
+
+async def placements(registry: Registry, digest: str) -> set[str]:
+    async with registry.context.pool.acquire() as conn:
+        return await placement_locations(conn, digest)
+
+
+async def owner_repository(registry: Registry) -> tuple[Account, str]:
+    owner = await registry.user()
+    org = await registry.organization(owner)
+    return owner, f"{org}/app"
+
+
+async def test_pulls_and_pushes_go_around_a_killed_location(
+    registry: Registry, near_and_far: tuple[SeaweedServer, SeaweedServer]
+) -> None:
+    near, _ = near_and_far
+    owner, repository = await owner_repository(registry)
+    both = os.urandom(300_000)
+    near_only = os.urandom(1000)
+    async with registry.client(owner) as client:
+        replicated = await push_blob(client, repository, both)
+        unreplicated = await push_blob(client, repository, near_only)
+        await copy_to(registry, "far", both)
+        assert await placements(registry, replicated) == {"near", "far"}
+
+        near.stop()
+
+        # The breaker has not seen a failure yet: the push fails in "near", is written again in "far".
+        late = os.urandom(200_000)
+        late_digest = await push_blob(client, repository, late)
+        assert await placements(registry, late_digest) == {"far"}
+
+        pulled = await client.get(f"/v2/{repository}/blobs/{replicated}")
+        assert pulled.status_code == 200
+        assert pulled.content == both
+
+        only_copy_gone = await client.get(f"/v2/{repository}/blobs/{unreplicated}")
+        assert only_copy_gone.status_code == 503
+        assert only_copy_gone.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+        assert not registry.context.locations.health.is_healthy("near")
+        chunked = os.urandom(50_000)
+        started = await client.post(f"/v2/{repository}/blobs/uploads/")
+        assert started.status_code == 202
+        finished = await client.put(
+            started.headers["location"], params={"digest": digest_bytes(chunked)}, content=chunked
+        )
+        assert finished.status_code == 201, finished.text
+        assert await placements(registry, digest_bytes(chunked)) == {"far"}
+
+        health = await client.get("/health/endtoend")
+
+    body = health.json()
+    assert health.status_code == 200
+    assert body["data"]["services"]["storage:near"] is False
+    assert body["data"]["services"]["storage:far"] is True
+    assert body["data"]["services"]["storage"] is False
+    assert body["data"]["locations"]["near"]["healthy"] is False
+    assert "Could not connect" in body["data"]["locations"]["near"]["reason"]
+    assert body["data"]["locations"]["far"] == {"healthy": True, "failures": 0, "reason": None}
+
+
+async def test_the_instance_answers_503_when_no_location_works(
+    registry: Registry, near_and_far: tuple[SeaweedServer, SeaweedServer]
+) -> None:
+    owner, repository = await owner_repository(registry)
+    for server in near_and_far:
+        server.stop()
+    async with registry.client(owner) as client:
+        push = await client.post(
+            f"/v2/{repository}/blobs/uploads/", params={"digest": digest_bytes(b"x")}, content=b"x"
+        )
+
+        async def both_open() -> bool:
+            answer = await client.get("/health/endtoend")
+            locations = answer.json()["data"]["locations"]
+            return answer.status_code == 503 and not any(state["healthy"] for state in locations.values())
+
+        await eventually(both_open, timeout_s=15, step_s=0.1)
+
+    assert push.status_code == 503
+    assert push.json()["errors"][0]["code"] == "UNAVAILABLE"
+
+
+async def test_a_large_first_chunk_for_a_killed_location_lands_in_the_next_one(
+    registry: Registry, near_and_far: tuple[SeaweedServer, SeaweedServer]
+) -> None:
+    near, _ = near_and_far
+    owner, repository = await owner_repository(registry)
+    large = os.urandom(9 * 1024 * 1024)  # more than the registry keeps to write a body again
+    async with registry.client(owner) as client:
+        started = await client.post(f"/v2/{repository}/blobs/uploads/")
+        near.stop()
+
+        # The session's first storage call fails before the body is read: the session moves on.
+        patched = await client.patch(started.headers["location"], content=large)
+        assert patched.status_code == 202, patched.text
+        done = await client.put(started.headers["location"], params={"digest": digest_bytes(large)})
+        assert done.status_code == 201, done.text
+        pulled = await client.get(f"/v2/{repository}/blobs/{digest_bytes(large)}")
+
+    assert await placements(registry, digest_bytes(large)) == {"far"}
+    assert pulled.content == large

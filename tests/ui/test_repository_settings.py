@@ -1,0 +1,80 @@
+"""The repository's Settings tab in a real browser: permissions (add a user, change the role, remove),
+notifications (create, test, delete), visibility, state and delete."""
+
+from __future__ import annotations
+
+from tests.support.waiting import eventually
+from tests.ui.conftest import BrowserUI
+
+
+async def test_permissions_notifications_visibility_state_delete(ui: BrowserUI) -> None:
+    admin = ui.admin
+    repository = f"{admin.username}/app"
+    created = await ui.api.post("/repository", json={"repository": "app", "visibility": "private"})
+    assert created.status_code == 201, created.text
+    bob = await ui.create_user()
+    permission_path = f"/repository/{repository}/permissions/user/{bob.username}"
+
+    async def bob_has(role: str | None) -> bool:
+        answer = await ui.api.get(permission_path)
+        return (answer.json().get("role") if answer.status_code == 200 else None) == role
+
+    await ui.login(admin.username, admin.password)
+    await ui.goto(f"#/repository/{repository}?tab=settings")
+    await ui.wait_for_text("User, robot and team permissions")
+
+    # Permissions: add bob with Read, then change him to Write, then remove him.
+    await ui.click_button("Add permission")
+    await ui.fill("Name", bob.username)
+    await ui.fill("Permission", "Read")
+    await ui.click_button("Add permission")
+    await ui.wait_for_text("Successfully updated repository permission.")
+    assert await bob_has("read")
+    await ui.choose(f"select[aria-label='Permission of {bob.username}']", "Write")
+    await ui.wait_for_text(f"Successfully updated repository permission of {bob.username} to write.")
+    await eventually(lambda: bob_has("write"))
+
+    # Notifications: a webhook, a test delivery, then delete it.
+    await ui.click_button("Create Notification")
+    await ui.fill("When this event happens", "Push to Repository")
+    await ui.fill("Then issue a notification", "Webhook POST")
+    await ui.fill("Webhook URL or e-mail address", "http://127.0.0.1:9/hook")
+    await ui.fill("Title", "Deploy hook")
+    await ui.click_button("Submit")
+    await ui.wait_for_text("Deploy hook")
+    notifications = (await ui.api.get(f"/repository/{repository}/notification/")).json()["notifications"]
+    assert [(n["title"], n["event"], n["config"]["url"]) for n in notifications] == [
+        ("Deploy hook", "repo_push", "http://127.0.0.1:9/hook")
+    ]
+    await ui.click_button_css("button[aria-label='Test notification Deploy hook']")
+    await ui.wait_for_text("Test notification queued.")
+    await ui.screenshot("repository-settings")
+    await ui.click_button_css("button[aria-label='Delete notification Deploy hook']")
+    await ui.click_button("Delete")
+    await ui.wait_for_text("Notification deleted.")
+    await ui.wait_for_text("No notifications yet.")
+
+    await ui.click_button_css(f"button[aria-label='Remove permission of {bob.username}']")
+    await ui.click_button("Remove")
+    await ui.wait_for_text(f"Removed the permission of {bob.username}.")
+    await eventually(lambda: bob_has(None))
+
+    # Visibility, then state.
+    await ui.click_button("Make Public")
+    await ui.wait_for_text("The repository is now public.")
+    await ui.wait_for_text("Public")
+    assert (await ui.api.get(f"/repository/{repository}")).json()["is_public"] is True
+    await ui.goto(f"#/repository/{repository}?tab=settings")
+    await ui.fill("State", "Read only")
+    await ui.click_button("Change state")
+    await ui.wait_for_text("State: READ_ONLY")
+    assert (await ui.api.get(f"/repository/{repository}")).json()["state"] == "READ_ONLY"
+
+    # Delete: the button stays disabled until "confirm" is typed.
+    await ui.goto(f"#/repository/{repository}?tab=settings")
+    await ui.click_button("Delete Repository")
+    assert not await ui.is_enabled("dialog[open] button[type='submit']")
+    await ui.fill("Type confirm to continue", "confirm")
+    await ui.click_button("Delete")
+    await ui.wait_for_hash("#/repositories")
+    assert (await ui.api.get(f"/repository/{repository}")).status_code == 404
