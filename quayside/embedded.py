@@ -1,5 +1,6 @@
 """The one-command start: the registry, the mirror, quota and gc services, their workers and PostgreSQL in
-one process on a data folder (the mirroring API is served beside the registry's).
+one process on a data folder (the mirroring API is served beside the registry's), and the gateway in
+front of the registry (one region, "local") on its own port.
 
 The first start sets the data folder up (quayside.install) and creates the admin account; later
 starts reuse everything.
@@ -8,9 +9,11 @@ starts reuse everything.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +24,10 @@ from quayside.install import (
     ensure_admin,
     load_or_create_token_secret,
 )
+from services.gateway.app import create_app as create_gateway_app
+from services.gateway.routing import Regions
+from services.gateway.settings import GatewaySettings
+from services.gateway.worker import watch_regions
 from services.gc.worker import run_gc_worker
 from services.mirror.app import include_mirror_api
 from services.mirror.worker import run_mirror_worker
@@ -34,6 +41,7 @@ from shared.serving import ListenAddress, ListenSetting, serve, stop_event_on_si
 from shared.tls import LocalCertificates, ensure_local_certificates
 
 STORAGE_LOCATION = "local"
+GATEWAY_REGION = "local"
 _WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
@@ -44,6 +52,8 @@ class EmbeddedSettings(BaseSettings):
 
     data_dir: Path = DEFAULT_DATA_DIR
     listen: ListenSetting = ListenAddress.parse("127.0.0.1:5000")
+    # The gateway in front of the registry (QUAYSIDE_GATEWAY_LISTEN).
+    gateway_listen: ListenSetting = ListenAddress.parse("127.0.0.1:5010")
     admin_user: str = "admin"
     # Serve HTTPS with a certificate from a local CA made in the data folder's tls/.
     tls: bool = False
@@ -93,6 +103,28 @@ def registry_settings(
     return settings.model_copy(update={"registry_url": local.https_url if secure else local.url})
 
 
+def gateway_settings(config: Settings, listen: ListenAddress) -> GatewaySettings:
+    """The embedded gateway: one region, the registry of config; other QUAYSIDE_GATEWAY_* variables
+    (health checks, timeouts) still apply."""
+    return GatewaySettings(
+        regions={GATEWAY_REGION: config.registry_url},
+        failover_order=[GATEWAY_REGION],
+        client_networks=[],
+        default_region=GATEWAY_REGION,
+        ca_file=config.registry_ca_file,
+        listen=listen,
+    )
+
+
+def trusting_loopback_proxies(config: Settings) -> Settings:
+    """config whose servers believe the X-Forwarded-For of the gateway (on loopback), unless
+    QUAYSIDE_HTTP_TRUSTED_PROXIES says otherwise."""
+    if config.http_trusted_proxies:
+        return config
+    loopback = [ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")]
+    return config.model_copy(update={"http_trusted_proxies": loopback})
+
+
 def _announce(
     say: Callable[[str], None],
     settings: EmbeddedSettings,
@@ -103,6 +135,8 @@ def _announce(
 ) -> None:
     url = settings.listen.https_url if secure else settings.listen.url
     say(f"Quayside registry on {url} (data in {data_dir.root})")
+    gateway = settings.gateway_listen.https_url if secure else settings.gateway_listen.url
+    say(f"Quayside gateway on {gateway} (region {GATEWAY_REGION!r}: the registry above)")
     if created_password is not None and settings.admin_password is None:
         say(f"Admin account created: {settings.admin_user} / {created_password}")
         say("This password is shown once: keep it now.")
@@ -132,7 +166,7 @@ def _say(line: str) -> None:
 async def run(settings: EmbeddedSettings, say: Callable[[str], None] = _say) -> None:
     """Start (or restart) the embedded suite and serve until SIGINT or SIGTERM, then stop it all.
 
-    Raises shared.serving.ServerStartError when the registry cannot listen.
+    Raises shared.serving.ServerStartError when the registry or the gateway cannot listen.
     """
     stop = stop_event_on_signals()
     data_dir = DataDir(settings.data_dir)
@@ -145,11 +179,41 @@ async def run(settings: EmbeddedSettings, say: Callable[[str], None] = _say) -> 
     )
     async with embedded_database(data_dir) as dsn:
         created_password = await ensure_admin(dsn, settings.admin_user, settings.admin_password)
-        config = registry_settings(data_dir, dsn, token_secret, settings.listen, tls)
+        config = trusting_loopback_proxies(
+            registry_settings(data_dir, dsn, token_secret, settings.listen, tls)
+        )
         _announce(say, settings, data_dir, created_password, tls, config.tls_cert_file is not None)
         app = create_app(config)
         include_mirror_api(app, config)
-        await serve(app, settings.listen, _workers(config), stop, settings=config)
+        gateway = gateway_settings(config, settings.gateway_listen)
+        regions = Regions(gateway)
+        await _serve_side_by_side(
+            [
+                serve(app, settings.listen, _workers(config), stop, settings=config),
+                serve(
+                    create_gateway_app(gateway, config, regions),
+                    gateway.listen,
+                    watch_regions(regions, gateway),
+                    stop,
+                    settings=config,
+                ),
+            ],
+            stop,
+        )
+
+
+async def _serve_side_by_side(servers: list[Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+    """Run the servers until the first one ends (stopped, failed or its worker ended), then stop the
+    others; raise the first failure."""
+    tasks = [asyncio.create_task(server) for server in servers]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
 
 
 async def _workers(config: Settings) -> None:

@@ -13,8 +13,8 @@ The gateway needs no database and no broker. Its settings are QUAYSIDE_GATEWAY_*
   region (tests, tooling); an unknown region gets 400 in the path's protocol format.
 - QUAYSIDE_GATEWAY_HEALTH_INTERVAL_S (2), _HEALTH_TIMEOUT_S (3), _FAILURES_TO_MARK_DOWN (2),
   _SUCCESSES_TO_MARK_UP (1): the watcher of every region's /health/endtoend.
-- QUAYSIDE_GATEWAY_CONNECT_TIMEOUT_S (5), _READ_TIMEOUT_S (300), _WRITE_TIMEOUT_S (300),
-  _MAX_CONNECTIONS_PER_REGION (256): upstream requests.
+- QUAYSIDE_GATEWAY_CONNECT_TIMEOUT_S (5), _READ_TIMEOUT_S (300: the longest wait for the next
+  piece of an answer), _MAX_CONNECTIONS_PER_REGION (256): upstream requests.
 - QUAYSIDE_GATEWAY_PUBLIC_URL: the gateway's URL as clients reach it (Location and token realm
   rewriting); default: the scheme and Host of each request.
 - QUAYSIDE_GATEWAY_LISTEN (default ``0.0.0.0:5010``; QUAYSIDE_LISTEN is not read).
@@ -26,10 +26,12 @@ a message naming them. Stops on SIGINT or SIGTERM (shared.service_main).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
+import uvloop
 from pydantic import ValidationError
 
 from services.gateway.app import GatewayApp, create_app
@@ -55,6 +57,8 @@ def read_settings() -> GatewaySettings:
 
 def main() -> None:
     settings = read_settings()
+    # uvloop, as the registry runs: forwarding is mostly event-loop work.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     regions = Regions(settings)
 
     def parts(shared: Settings) -> tuple[GatewayApp, Coroutine[Any, Any, None]]:

@@ -47,6 +47,7 @@ class RegionStatus(BaseModel):
     consecutive_failures: int
     last_check_at: float | None
     last_error: str | None
+    degraded: list[str]
     routed: int
     failovers_to: int
     mean_upstream_ms: float | None
@@ -103,6 +104,7 @@ async def gateway_status(context: GatewayContext = Depends(get_gateway_context))
                 consecutive_failures=state.consecutive_failures,
                 last_check_at=state.last_check_at,
                 last_error=state.last_error,
+                degraded=state.degraded,
                 routed=state.routed,
                 failovers_to=state.failovers_to,
                 mean_upstream_ms=state.mean_upstream_ms(),

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway import api
 from services.gateway.api import GatewayContext
-from services.gateway.proxying import Proxy
+from services.gateway.proxying import NOT_ADDED_HEADERS, Proxy
 from services.gateway.routing import Regions
 from services.gateway.settings import GatewaySettings
 from services.gateway.worker import health_client
@@ -44,44 +44,54 @@ async def prometheus_metrics() -> Response:
     return await metrics_response()
 
 
-def region_transports(
+def region_sessions(
     settings: GatewaySettings, verify: ssl.SSLContext | bool
-) -> dict[str, httpx.AsyncHTTPTransport]:
-    """One connection pool per region; httpx's transport only (no cookie jar, no redirects)."""
-    limits = httpx.Limits(
-        max_connections=settings.max_connections_per_region,
-        max_keepalive_connections=settings.max_connections_per_region,
+) -> dict[str, aiohttp.ClientSession]:
+    """One connection pool per region. Nothing added to what is forwarded: no cookie jar, no
+    decompression, no headers of aiohttp's own (services.gateway.proxying.NOT_ADDED_HEADERS)."""
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
     )
     return {
-        name: httpx.AsyncHTTPTransport(limits=limits, retries=0, verify=verify) for name in settings.regions
+        name: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=settings.max_connections_per_region, limit_per_host=0, ssl=verify
+            ),
+            timeout=timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=NOT_ADDED_HEADERS,
+            trust_env=False,
+        )
+        for name in settings.regions
     }
 
 
 @asynccontextmanager
-async def opened_transports(
-    settings: GatewaySettings, transports: dict[str, httpx.AsyncBaseTransport]
+async def opened_sessions(
+    settings: GatewaySettings, sessions: dict[str, aiohttp.ClientSession]
 ) -> AsyncIterator[ssl.SSLContext | bool]:
-    """Fill ``transports`` with the regions' connection pools for the block, closed after it;
+    """Fill ``sessions`` with the regions' connection pools for the block, closed after it;
     yields how https regions are verified."""
     verify = await asyncio.to_thread(client_verification, settings.ca_file)
-    transports.update(region_transports(settings, verify))
+    sessions.update(region_sessions(settings, verify))
     try:
         yield verify
     finally:
-        for transport in transports.values():
-            await transport.aclose()
-        transports.clear()
+        for session in sessions.values():
+            await session.close()
+        sessions.clear()
 
 
 def _own_app(
     settings: GatewaySettings,
     shared: Settings,
     regions: Regions,
-    transports: dict[str, httpx.AsyncBaseTransport],
+    sessions: dict[str, aiohttp.ClientSession],
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with opened_transports(settings, transports) as verify, health_client(verify) as client:
+        async with opened_sessions(settings, sessions) as verify, health_client(verify) as client:
             app.state.gateway = GatewayContext(settings=settings, regions=regions, health_client=client)
             yield
 
@@ -138,6 +148,6 @@ def create_app(settings: GatewaySettings, shared: Settings, regions: Regions | N
     routing state the health watcher updates (made here when None)."""
     regions = regions or Regions(settings)
     # Opened by the lifespan (the CA file is read off the event loop), used by the proxy.
-    transports: dict[str, httpx.AsyncBaseTransport] = {}
-    proxy = Proxy(settings, regions, transports)
-    return GatewayApp(_own_app(settings, shared, regions, transports), proxy)
+    sessions: dict[str, aiohttp.ClientSession] = {}
+    proxy = Proxy(settings, regions, sessions)
+    return GatewayApp(_own_app(settings, shared, regions, sessions), proxy)

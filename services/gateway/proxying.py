@@ -1,11 +1,13 @@
 """Forwarding a request to its region's registry and its answer back, streamed both ways.
 
 - Request bodies are passed on as they arrive (a monolithic PUT of hundreds of MiB is never held
-  whole); responses are passed back chunk by chunk as the region sends them (``aiter_raw``: no
-  decompression). A client that goes away ends the upstream exchange.
+  whole; with the client's Content-Length when it sent one, else chunked); responses are passed
+  back piece by piece as the region sends them, undecoded (no decompression). A client that goes
+  away ends the upstream exchange.
 - Hop-by-hop headers (RFC 9110 §7.6.1, and every header the ``Connection`` header names) are
   dropped both ways; ``Host`` becomes the region's; ``X-Forwarded-For`` gets the client's address
   appended, ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` say how the client reached the gateway.
+  Nothing else is added (no User-Agent, Accept or Content-Type of the gateway's own).
 - ``Location`` and the ``WWW-Authenticate`` realm that point at the region's own URL are rewritten to
   point at the gateway; any other absolute URL (an S3 presigned redirect) is passed untouched, and so
   are redirects, cookies and every other header. Each answer carries ``Quayside-Region``.
@@ -13,6 +15,10 @@
   received, goes to the next region. A GET or HEAD whose exchange failed otherwise before the
   answer began is retried on the next region too. Other failures answer 502 (504 on a timeout),
   503 when no region is left, in the protocol's error format of the path.
+
+The upstream client is aiohttp's: forwarding a small request costs it about 0.1 ms of CPU, httpx's
+connection pool about 0.7 ms (measured with 16 concurrent requests), which decides the gateway's
+requests/s.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import yarl
 from starlette.types import Message, Receive, Scope, Send
 
 from services.gateway import metrics
@@ -50,9 +58,12 @@ _HOP_BY_HOP = frozenset(
 )
 # Not forwarded either: uvicorn already answered any `Expect: 100-continue`, and the gateway sets these.
 _REPLACED_REQUEST_HEADERS = frozenset({b"host", b"expect", b"x-forwarded-proto", b"x-forwarded-host"})
+# Headers aiohttp would add on its own when the client sent none.
+NOT_ADDED_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _RETRIED_METHODS = frozenset({"GET", "HEAD"})
 # Responses up to this size are sent without watching for the client's disconnect meanwhile.
 _WATCH_DISCONNECT_ABOVE_BYTES = 1024 * 1024
+_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 HeaderList = list[tuple[bytes, bytes]]
 
 
@@ -74,12 +85,14 @@ class RequestBody:
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self.started = False
+        self.client_gone = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         self.started = True
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
+                self.client_gone = True
                 raise ClientDisconnectedError
             if chunk := message.get("body", b""):
                 yield chunk
@@ -93,7 +106,7 @@ class UrlRewriter:
 
     def __init__(self, region_urls: Mapping[str, str]) -> None:
         self._patterns = {
-            name: re.compile(rf"https?://{re.escape(httpx.URL(url).netloc.decode())}(?=[/\"?#,]|$)")
+            name: re.compile(rf"https?://{re.escape(urlsplit(url).netloc)}(?=[/\"?#,]|$)")
             for name, url in region_urls.items()
         }
 
@@ -116,41 +129,32 @@ def _end_to_end(headers: HeaderList, also_dropped: frozenset[bytes]) -> HeaderLi
 
 
 class Proxy:
-    """The ASGI app forwarding every request it gets to a region."""
+    """The ASGI app forwarding every request it gets to a region, through the region's session
+    (``sessions``, filled by the app's lifespan)."""
 
     def __init__(
-        self,
-        settings: GatewaySettings,
-        regions: Regions,
-        transports: Mapping[str, httpx.AsyncBaseTransport],
+        self, settings: GatewaySettings, regions: Regions, sessions: Mapping[str, aiohttp.ClientSession]
     ) -> None:
         self._settings = settings
         self._regions = regions
-        self._transports = transports
-        self._urls = {name: httpx.URL(url) for name, url in settings.regions.items()}
+        self._sessions = sessions
+        self._bases = dict(settings.regions)
         self._rewriter = UrlRewriter(settings.regions)
         self._region_header = settings.region_header.lower().encode("latin-1")
-        self._timeout = httpx.Timeout(
-            connect=settings.connect_timeout_s,
-            read=settings.read_timeout_s,
-            write=settings.write_timeout_s,
-            pool=settings.connect_timeout_s,
-        ).as_dict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
         path: str = scope["path"]
-        headers: HeaderList = scope["headers"]
-        requested = next(
-            (value.decode("latin-1") for name, value in headers if name == self._region_header), None
-        )
+        requested = _header(scope["headers"], self._region_header)
         client = scope.get("client")
         try:
-            home = self._regions.home(client[0] if client else None, requested)
+            home = self._regions.home(
+                client[0] if client else None, requested.decode("latin-1") if requested is not None else None
+            )
         except UnknownRegionError as error:
             await protocol_error(path, 400, "UNSUPPORTED", str(error), {})(scope, receive, send)
             return
-        body = RequestBody(receive) if _has_body(headers) else None
+        body = RequestBody(receive) if _has_body(scope["headers"]) else None
         try:
             outcome = await self._exchange(scope, home, body)
         except ClientDisconnectedError:
@@ -164,11 +168,11 @@ class Proxy:
         try:
             await self._answer(scope, receive, send, route, response)
         finally:
-            await response.aclose()
+            response.close()  # a no-op once the body was read whole: the connection is back in the pool
 
     async def _exchange(
         self, scope: Scope, home: str, body: RequestBody | None
-    ) -> tuple[Route, httpx.Response] | Refusal:
+    ) -> tuple[Route, aiohttp.ClientResponse] | Refusal:
         """The region's response, trying the next region while that is safe; else the error to answer.
         ClientDisconnectedError when the client went away while its body was being forwarded."""
         tried: set[str] = set()
@@ -177,16 +181,18 @@ class Proxy:
             started = time.perf_counter()
             try:
                 response = await self._send(scope, route.region, body)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            except _CONNECT_ERRORS as error:
                 self._failed(route.region, "connect", error)
-                self._regions.unreachable(route.region, f"connect: {error!r}")
+                self._regions.unreachable(route.region, f"connect: {error}")
                 if body is None or not body.started:
                     continue
                 return Refusal(502, f"region {route.region} could not be reached")
-            except httpx.TimeoutException as error:
+            except TimeoutError as error:
                 self._failed(route.region, "timeout", error)
                 return Refusal(504, f"region {route.region} did not answer in time")
-            except httpx.TransportError as error:
+            except aiohttp.ClientError as error:
+                if body is not None and body.client_gone:
+                    raise ClientDisconnectedError from error
                 self._failed(route.region, "transport", error)
                 if scope["method"] in _RETRIED_METHODS and body is None:
                     continue
@@ -196,35 +202,38 @@ class Proxy:
             return route, response
         return Refusal(503, "no region is available")
 
-    def _failed(self, region: str, kind: str, error: Exception) -> None:
+    def _failed(self, region: str, kind: str, error: BaseException) -> None:
         metrics.UPSTREAM_FAILURES.labels(region, kind).inc()
         log.warning("forwarding to region %s failed (%s): %r", region, kind, error)
 
-    async def _send(self, scope: Scope, region: str, body: RequestBody | None) -> httpx.Response:
-        base = self._urls[region]
+    async def _send(self, scope: Scope, region: str, body: RequestBody | None) -> aiohttp.ClientResponse:
         query: bytes = scope["query_string"]
-        target = scope["raw_path"] or scope["path"].encode()
-        url = base.copy_with(raw_path=target + (b"?" + query if query else b""))
-        request = httpx.Request(
+        target = scope.get("raw_path") or scope["path"].encode()
+        if query:
+            target += b"?" + query
+        url = yarl.URL(self._bases[region] + target.decode("latin-1"), encoded=True)
+        return await self._sessions[region].request(
             scope["method"],
             url,
             headers=self._upstream_headers(scope),
-            content=body.chunks() if body is not None else None,
-            extensions={"timeout": self._timeout},
+            data=body.chunks() if body is not None else None,
+            allow_redirects=False,
         )
-        return await self._transports[region].handle_async_request(request)
 
-    def _upstream_headers(self, scope: Scope) -> HeaderList:
-        headers = _end_to_end(scope["headers"], _REPLACED_REQUEST_HEADERS | {self._region_header})
+    def _upstream_headers(self, scope: Scope) -> list[tuple[str, str]]:
+        raw: HeaderList = scope["headers"]
+        kept = _end_to_end(raw, _REPLACED_REQUEST_HEADERS | {self._region_header, b"x-forwarded-for"})
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in kept]
         client = scope.get("client")
+        forwarded = [value.decode("latin-1") for name, value in raw if name == b"x-forwarded-for"]
         if client:
-            headers = [(name, value) for name, value in headers if name != b"x-forwarded-for"]
-            forwarded = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
-            headers.append((b"x-forwarded-for", b", ".join([*forwarded, client[0].encode()])))
-        headers.append((b"x-forwarded-proto", scope["scheme"].encode()))
-        host = _header(scope["headers"], b"host")
+            forwarded.append(client[0])
+        if forwarded:
+            headers.append(("X-Forwarded-For", ", ".join(forwarded)))
+        headers.append(("X-Forwarded-Proto", scope["scheme"]))
+        host = _header(raw, b"host")
         if host is not None:
-            headers.append((b"x-forwarded-host", host))
+            headers.append(("X-Forwarded-Host", host.decode("latin-1")))
         return headers
 
     def _gateway_base(self, scope: Scope) -> str:
@@ -236,36 +245,35 @@ class Proxy:
             return f"{scope['scheme']}://{server_host}:{server_port}"
         return f"{scope['scheme']}://{host.decode('latin-1')}"
 
-    def _client_headers(self, scope: Scope, region: str, response: httpx.Response) -> HeaderList:
-        headers = _end_to_end(response.headers.raw, frozenset())
-        base = self._gateway_base(scope)
+    def _client_headers(self, scope: Scope, region: str, response: aiohttp.ClientResponse) -> HeaderList:
         rewritten: HeaderList = []
-        for name, value in headers:
+        for name, value in _end_to_end(list(response.raw_headers), frozenset()):
             lowered = name.lower()
             if lowered in (b"location", b"www-authenticate"):
-                value = self._rewriter.rewrite(region, value.decode("latin-1"), base).encode("latin-1")
+                text = self._rewriter.rewrite(region, value.decode("latin-1"), self._gateway_base(scope))
+                value = text.encode("latin-1")
             rewritten.append((lowered, value))
         rewritten.append((REGION_ANSWER_HEADER, region.encode()))
         return rewritten
 
     async def _answer(
-        self, scope: Scope, receive: Receive, send: Send, route: Route, response: httpx.Response
+        self, scope: Scope, receive: Receive, send: Send, route: Route, response: aiohttp.ClientResponse
     ) -> None:
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status_code,
+                "status": response.status,
                 "headers": self._client_headers(scope, route.region, response),
             }
         )
-        length = response.headers.get("content-length")
-        small = length is not None and length.isdigit() and int(length) <= _WATCH_DISCONNECT_ABOVE_BYTES
+        length = response.content_length
+        small = length is not None and length <= _WATCH_DISCONNECT_ABOVE_BYTES
         try:
             if small or scope["method"] == "HEAD":
                 await _pass_body(response, send)
             else:
                 await _pass_body_until_disconnect(response, send, receive)
-        except httpx.TransportError as error:
+        except (aiohttp.ClientError, TimeoutError) as error:
             # The answer has begun: the client sees it cut short (uvicorn closes the connection).
             self._failed(route.region, "transport", error)
 
@@ -283,10 +291,11 @@ def _has_body(headers: HeaderList) -> bool:
     return False
 
 
-async def _pass_body(response: httpx.Response, send: Send) -> None:
-    async for chunk in response.aiter_raw():
+async def _pass_body(response: aiohttp.ClientResponse, send: Send) -> None:
+    async for chunk in response.content.iter_any():
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+    response.release()
 
 
 async def _client_gone(receive: Receive) -> None:
@@ -297,7 +306,7 @@ async def _client_gone(receive: Receive) -> None:
             return
 
 
-async def _pass_body_until_disconnect(response: httpx.Response, send: Send, receive: Receive) -> None:
+async def _pass_body_until_disconnect(response: aiohttp.ClientResponse, send: Send, receive: Receive) -> None:
     """Pass the body on; stop reading the region's answer as soon as the client is gone."""
     passing = asyncio.ensure_future(_pass_body(response, send))
     gone = asyncio.ensure_future(_client_gone(receive))

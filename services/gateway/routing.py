@@ -37,6 +37,8 @@ class RegionState:
     consecutive_successes: int = 0
     last_check_at: float | None = None
     last_error: str | None = None
+    # Services a healthy region reported as failing in its last check (e.g. one storage location).
+    degraded: list[str] = field(default_factory=list)
     routed: int = 0
     failovers_to: int = 0
     upstream_seconds_total: float = 0.0
@@ -125,10 +127,11 @@ class Regions:
         state.last_upstream_s = seconds
         metrics.UPSTREAM_LATENCY.labels(region).observe(seconds)
 
-    def check_passed(self, region: str) -> None:
+    def check_passed(self, region: str, degraded: list[str] | None = None) -> None:
         state = self.states[region]
         state.last_check_at = time.time()
         state.last_error = None
+        state.degraded = degraded or []
         state.consecutive_failures = 0
         state.consecutive_successes += 1
         if not state.healthy and state.consecutive_successes >= self.settings.successes_to_mark_up:

@@ -67,10 +67,10 @@ class GatewaySettings(BaseSettings):
     health_timeout_s: float = Field(default=3.0, gt=0)
     failures_to_mark_down: int = Field(default=2, ge=1)
     successes_to_mark_up: int = Field(default=1, ge=1)
-    # Upstream requests: connecting, and the longest wait for one read or one write of a body.
+    # Upstream requests: connecting, and the longest wait for the next piece of an answer (from the
+    # end of the request body on, so that a long upload is not cut short).
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=300.0, gt=0)
-    write_timeout_s: float = Field(default=300.0, gt=0)
     # Connections the gateway keeps open to each region at most (beyond: requests wait for one).
     max_connections_per_region: int = Field(default=256, ge=1)
     # The CA bundle that https region URLs' certificates chain to; unset: the system's CAs.

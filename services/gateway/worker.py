@@ -1,10 +1,12 @@
 """The health watcher: asks every region's /health/endtoend every health_interval_s and feeds the
 answers to the routing state (services.gateway.routing.Regions), which applies the hysteresis.
 
-A region is healthy when it answers 200 within health_timeout_s; a 503 (the registry's answer when
-its database or a storage location fails its check), any other status, a timeout or a connection
-error counts as a failed check, its reason (with the services the region reported as failing) kept
-for /gateway/status.
+A region is healthy when it answers 200 within health_timeout_s. The registry answers 503 only when
+it cannot serve at all (database, auth or broker down, or no storage location left); one storage
+location down while another works is a 200 naming that location false, which the gateway keeps as
+the region's ``degraded`` services. A 503, any other status, a timeout or a connection error counts
+as a failed check, its reason (with the services the region reported as failing) kept for
+/gateway/status.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ def _failing_services(response: httpx.Response) -> list[str]:
     return [str(name) for name, ok in services.items() if ok is not True]
 
 
-async def probe_region(client: httpx.AsyncClient, url: str, timeout_s: float) -> None:
-    """Return when the region at url answers its end-to-end health check with 200; else
-    RegionUnhealthyError with the reason."""
+async def probe_region(client: httpx.AsyncClient, url: str, timeout_s: float) -> list[str]:
+    """The services the region reports as failing while it answers its end-to-end health check
+    with 200 (a storage location down, say); RegionUnhealthyError with the reason when it does not."""
     try:
         response = await client.get(f"{url}{HEALTH_PATH}", timeout=timeout_s)
     except httpx.TimeoutException:
@@ -52,6 +54,7 @@ async def probe_region(client: httpx.AsyncClient, url: str, timeout_s: float) ->
         failing = _failing_services(response)
         detail = f" (failing: {', '.join(failing)})" if failing else ""
         raise RegionUnhealthyError(f"HTTP {response.status_code}{detail}")
+    return _failing_services(response)
 
 
 def health_client(verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
@@ -64,7 +67,7 @@ async def check_regions_once(regions: Regions, settings: GatewaySettings, client
 
     async def check(name: str, url: str) -> None:
         try:
-            await probe_region(client, url, settings.health_timeout_s)
+            degraded = await probe_region(client, url, settings.health_timeout_s)
         except RegionUnhealthyError as error:
             was_healthy = regions.states[name].healthy
             regions.check_failed(name, str(error))
@@ -72,7 +75,7 @@ async def check_regions_once(regions: Regions, settings: GatewaySettings, client
                 log.warning("region %s is down: %s", name, error)
             return
         was_healthy = regions.states[name].healthy
-        regions.check_passed(name)
+        regions.check_passed(name, degraded)
         if not was_healthy and regions.states[name].healthy:
             log.info("region %s is up again", name)
 

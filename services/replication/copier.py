@@ -160,7 +160,9 @@ async def _record(conn: asyncpg.Connection, copy: ClaimedCopy, size: int, source
     if await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM blob WHERE digest = $1)", copy.digest):
         return False
     placed = await conn.fetchval(
-        "INSERT INTO blob_placement (digest, location) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+        # clock_timestamp(): the placement's time is when it was recorded, not when the copy began.
+        "INSERT INTO blob_placement (digest, location, created_at) VALUES ($1, $2, clock_timestamp())"
+        " ON CONFLICT DO NOTHING RETURNING true",
         copy.digest,
         copy.location,
     )

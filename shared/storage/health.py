@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict
 
 from shared.storage.base import InvalidOffsetError, InvalidPathError, PathNotFoundError, StorageError
@@ -30,6 +31,19 @@ Probe = Callable[[], Awaitable[object]]
 Clock = Callable[[], float]
 
 _ANSWERS = (PathNotFoundError, InvalidOffsetError, InvalidPathError)
+
+LOCATION_HEALTHY = Gauge(
+    "quayside_storage_location_healthy",
+    "1 while a storage location's circuit breaker is closed, 0 while it is open (the lowest over"
+    " the live processes of a service).",
+    ["location"],
+    multiprocess_mode="livemin",
+)
+LOCATION_FAILURES = Counter(
+    "quayside_storage_location_failures",
+    "Failed storage operations and probes, by location.",
+    ["location"],
+)
 
 
 def counts_as_failure(error: BaseException) -> bool:
@@ -77,6 +91,8 @@ class StorageHealth:
         self._probe_timeout_s = probe_timeout_s
         self._clock = clock
         self._probe_tasks: set[asyncio.Task[None]] = set()
+        for name in self._probes:
+            LOCATION_HEALTHY.labels(name).set(1)
 
     def is_healthy(self, name: str) -> bool:
         """Whether location name is closed; asking about an open one starts its probe when due.
@@ -90,6 +106,7 @@ class StorageHealth:
         breaker = self._breakers[name]
         if breaker.open:
             log.warning("storage location %s is healthy again", name)
+            LOCATION_HEALTHY.labels(name).set(1)
         breaker.failures, breaker.reason, breaker.open = 0, None, False
 
     def record_failure(self, name: str, error: BaseException | str) -> None:
@@ -97,8 +114,10 @@ class StorageHealth:
         breaker = self._breakers[name]
         breaker.failures += 1
         breaker.reason = str(error) or type(error).__name__
+        LOCATION_FAILURES.labels(name).inc()
         if not breaker.open and breaker.failures >= self._threshold:
             breaker.open = True
+            LOCATION_HEALTHY.labels(name).set(0)
             breaker.next_probe_at = self._clock() + self._interval_s
             log.warning(
                 "storage location %s is unhealthy after %d failures in a row: %s",

@@ -26,6 +26,7 @@ from tests.authz import (
     expectations_readonly,
     expectations_replication,
     expectations_session,
+    expectations_ui,
 )
 from tests.authz.expectations import EXPECTATIONS as CORE_EXPECTATIONS
 from tests.authz.expectations import ORG_ADMIN, PUBLIC, Expectation, Probe, Rule
@@ -45,6 +46,7 @@ EXPECTATIONS: dict[str, Expectation] = {
     **expectations_proxycache.EXPECTATIONS,
     **expectations_quota.EXPECTATIONS,
     **expectations_replication.EXPECTATIONS,
+    **expectations_ui.EXPECTATIONS,
 }
 V2_REPOSITORY_OPERATIONS = [operation for operation in OPERATIONS if " /v2/{name:path}/" in operation]
 

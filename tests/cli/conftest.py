@@ -23,6 +23,7 @@ class EmbeddedInstall:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.gateway_port = free_port()
         self._servers: list[ServerProcess] = []
 
     @property
@@ -31,7 +32,11 @@ class EmbeddedInstall:
 
     def env(self, **extra: str) -> dict[str, str]:
         """A clean environment pointing at this install; extra variables override."""
-        own = {"QUAYSIDE_DATA_DIR": str(self.data_dir), "QUAYSIDE_LISTEN": f"127.0.0.1:{self.port}"}
+        own = {
+            "QUAYSIDE_DATA_DIR": str(self.data_dir),
+            "QUAYSIDE_LISTEN": f"127.0.0.1:{self.port}",
+            "QUAYSIDE_GATEWAY_LISTEN": f"127.0.0.1:{self.gateway_port}",
+        }
         return clean_env(**{**own, **extra})
 
     async def start(self, **extra_env: str) -> ServerProcess:

@@ -98,6 +98,8 @@ class EchoRegion:
 
     name: str
     healthy: bool = True
+    # A registry with one of its storage locations down still answers 200, naming it false.
+    storage_eu_healthy: bool = True
     health_checks: int = 0
     requests: list[dict[str, object]] = field(default_factory=list)
     port: int = 0
@@ -116,10 +118,8 @@ class EchoRegion:
         if path == "/health/endtoend":
             self.health_checks += 1
             status = 200 if self.healthy else 503
-            body = {
-                "data": {"services": {"database": True, "storage:eu": self.healthy}},
-                "status_code": status,
-            }
+            services = {"database": self.healthy, "storage:us": True, "storage:eu": self.storage_eu_healthy}
+            body = {"data": {"services": services}, "status_code": status}
             await _respond(send, status, [(b"content-type", b"application/json")], json.dumps(body).encode())
             return
         if path.startswith("/download/"):

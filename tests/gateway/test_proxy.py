@@ -171,7 +171,7 @@ async def test_a_region_going_unhealthy_fails_its_clients_over_and_back() -> Non
 
     assert failed_over.json()["region"] == "eu"
     assert failed_over.headers["quayside-region"] == "eu"
-    assert us_state["last_error"] == "HTTP 503 (failing: storage:eu)"
+    assert us_state["last_error"] == "HTTP 503 (failing: database)"
     assert status_while_down["failovers"] == 1
     assert status_while_down["healthy"] is True
     eu_state = next(region for region in status_while_down["regions"] if region["name"] == "eu")  # type: ignore[union-attr]
@@ -244,3 +244,22 @@ async def test_health_endtoend_reports_every_region_checked_now() -> None:
         "region:us": True,
         "region:eu": False,
     }
+
+
+async def test_a_region_with_one_storage_location_down_keeps_its_clients_and_is_reported_degraded() -> None:
+    async with (
+        echo_regions("us", "eu") as regions,
+        running_gateway({name: region.url for name, region in regions.items()}, **FAST_HEALTH) as gateway,
+        client_from(US_CLIENT, gateway.url) as http,
+    ):
+        regions["us"].storage_eu_healthy = False
+
+        async def us_degraded() -> bool:
+            return (await gateway.region_state("us"))["degraded"] == ["storage:eu"]
+
+        await wait_until(us_degraded)
+        answer = await http.get("/v2/")
+        us_state = await gateway.region_state("us")
+
+    assert answer.json()["region"] == "us"
+    assert us_state["healthy"] is True and us_state["last_error"] is None

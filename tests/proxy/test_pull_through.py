@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
+import httpx
+
+from shared.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from tests.proxy.conftest import Cache
 from tests.support.skopeo import manifest_digest, run_skopeo
 
@@ -154,3 +159,34 @@ async def test_fill_over_the_reject_limit_is_denied_and_caches_nothing(cache: Ca
         refused = await client.get(f"/v2/{cache.path('app')}/manifests/v1")
     assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "DENIED"
     assert await _stored_manifests(cache, "app") == set()
+
+
+async def test_head_of_an_uncached_blob_fills_it_as_quay_does(cache: Cache) -> None:
+    await cache.push_image("app", "v1", own_layer_size=64 * 1024)
+    async with cache.client() as client:
+        manifest = await client.get(f"/v2/{cache.path('app')}/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        layer = manifest.json()["layers"][-1]
+        cache.counter.reset_counts()
+        head = await client.head(f"/v2/{cache.path('app')}/blobs/{layer['digest']}")
+        assert head.status_code == 200, head.text
+        assert int(head.headers["Content-Length"]) == layer["size"]
+        assert dict(cache.counter.blob_fetches) == {layer["digest"]: 1}
+        cache.counter.reset_counts()
+        got = await client.get(f"/v2/{cache.path('app')}/blobs/{layer['digest']}")
+    assert f"sha256:{hashlib.sha256(got.content).hexdigest()}" == layer["digest"]
+    assert cache.counter.total_requests == 0, cache.counter.requests
+
+
+async def test_an_index_whose_child_cannot_be_fetched_stores_nothing(cache: Cache) -> None:
+    """Index and children are stored in one transaction: no child without its index, nor the reverse."""
+    pushed = await cache.push_index("multi", "latest")
+    children = [entry["digest"] for entry in json.loads(cache.factory.layout.read_blob(pushed))["manifests"]]
+    async with httpx.AsyncClient(base_url=f"http://{cache.upstream.host}") as upstream:
+        deleted = await upstream.delete(f"/v2/{cache.upstream_name('multi')}/manifests/{children[-1]}")
+    assert deleted.status_code == 202, deleted.text
+    async with cache.client() as client:
+        refused = await client.get(
+            f"/v2/{cache.path('multi')}/manifests/latest", headers={"Accept": OCI_INDEX}
+        )
+    assert refused.status_code == 404, refused.text
+    assert await _stored_manifests(cache, "multi") == set()

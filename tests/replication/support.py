@@ -104,6 +104,20 @@ class Harness:
 
         await eventually(placed, timeout_s)
 
+    async def wait_consumed(self, timeout_s: float = 30.0) -> None:
+        """Until the replication consumer has handled every BlobPushed written so far."""
+
+        async def consumed() -> bool:
+            return bool(
+                await self.pool.fetchval(
+                    "SELECT (SELECT count(*) FROM event_outbox WHERE routing_key = 'blob.pushed')"
+                    " = (SELECT count(*) FROM processed_event WHERE consumer = $1)",
+                    f"{self.settings.replication_queue_prefix}.blob-pushed",
+                )
+            )
+
+        await eventually(consumed, timeout_s)
+
     async def status(self) -> ReplicationStatus:
         async with self.pool.acquire() as conn:
             return await replication_status(conn, self.settings)

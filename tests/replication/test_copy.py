@@ -77,13 +77,6 @@ async def test_nothing_is_copied_where_the_namespace_need_not_be(
     async with replication_harness(settings) as harness:
         owner = await harness.registry.user()
         digest = await harness.push(owner, b"stays in us only")
-        await wait_until(
-            lambda: harness.pool.fetchval("SELECT count(*) = 0 FROM event_outbox WHERE published_at IS NULL")
-        )
-        await wait_until(
-            lambda: harness.pool.fetchval(
-                "SELECT count(*) > 0 FROM processed_event WHERE consumer = 'replication.blob-pushed'"
-            )
-        )
+        await harness.wait_consumed()
         assert await harness.placements(digest) == {"us"}
         assert await harness.pool.fetchval("SELECT count(*) FROM replication_task") == 0

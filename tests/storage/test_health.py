@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.config import FilesystemLocation, Settings
 from shared.storage import Locations, PathNotFoundError, StorageError
@@ -67,9 +68,11 @@ async def test_a_success_resets_the_count_and_closes_an_open_location() -> None:
 
     health.record_failure("eu", StorageError("down"))
     assert not health.is_healthy("eu")
+    assert REGISTRY.get_sample_value("quayside_storage_location_healthy", {"location": "eu"}) == 0
     health.record_success("eu")
 
     assert health.state("eu").model_dump() == {"healthy": True, "failures": 0, "reason": None}
+    assert REGISTRY.get_sample_value("quayside_storage_location_healthy", {"location": "eu"}) == 1
 
 
 def test_answers_about_a_path_are_not_failures() -> None:

@@ -142,6 +142,10 @@ class BrowserUI:
     async def reload(self) -> None:
         await self._run(self.driver.refresh)
 
+    async def driver_script(self, script: str, *args: Any) -> Any:
+        """Run script in the page (execute_script); its result."""
+        return await self._run(self.driver.execute_script, script, *args)
+
     async def current_hash(self) -> str:
         return await self._run(self.driver.execute_script, "return window.location.hash")
 
@@ -299,21 +303,36 @@ class BrowserUI:
     # --- sessions and accounts ----------------------------------------------------------------------
 
     async def login(self, username: str, password: str) -> None:
-        """Sign in through the sign-in page and wait for the signed-in shell."""
-        await self.goto("#/signin")
+        """Sign in through the sign-in page (staying on it when the UI is showing it, so that its
+        `next` is kept) and wait for the signed-in shell."""
+        if not (await self.current_hash()).startswith("#/signin"):
+            await self.goto("#/signin")
         await self.fill("Username", username)
         await self.fill("Password", password)
         await self.click_button("Sign in")
         await self.wait_for(f"summary[aria-label='User menu for {username}']")
 
     async def logout(self) -> None:
-        await self.click_button_css("summary[aria-label^='User menu']")
+        """Sign out through the user menu (opening it unless it is open)."""
+        if not await self.driver_script("return Boolean(document.querySelector('details.user-menu[open]'))"):
+            await self.click_button_css("summary[aria-label^='User menu']")
         await self.click_button("Sign out")
         await self.wait_for_hash("#/signin")
 
-    async def click_button_css(self, css: str) -> None:
-        element = await self.wait_for(css)
-        await self._run(element.click)
+    async def click_button_css(self, css: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:  # noqa: ASYNC109 (a wait of the page)
+        """Click the first visible element matching css, once nothing covers it."""
+
+        def click(driver: webdriver.Chrome) -> bool:
+            for element in driver.find_elements(By.CSS_SELECTOR, css):
+                if element.is_displayed():
+                    try:
+                        element.click()
+                    except ElementClickInterceptedException:
+                        return False
+                    return True
+            return False
+
+        await self._run(self._wait, click, timeout, f"a clickable {css!r}")
 
     async def create_user(self, name: str | None = None, password: str | None = None) -> Account:
         """A user (not a superuser) made straight in the database."""

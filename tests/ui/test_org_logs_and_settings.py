@@ -39,6 +39,9 @@ async def test_logs_table_chart_filter_and_export(ui: BrowserUI) -> None:
     await ui.wait_for_text("create_repo")
     await ui.wait_for_text("repo: web")
     await ui.screenshot("organization-logs")
+    await ui._run(ui.driver.execute_script, "document.documentElement.setAttribute('data-theme', 'dark')")
+    await ui.screenshot("organization-logs-dark")
+    await ui._run(ui.driver.execute_script, "document.documentElement.removeAttribute('data-theme')")
 
     await ui.fill("Filter logs", "repo: api")
     await ui.wait_for_no_text("repo: web")

@@ -154,3 +154,72 @@ async def test_several_organizations_deleted_at_once_after_typing_confirm(ui: Br
     await ui.wait_for_no_text("beta")
     for name, status in (("alpha", 404), ("beta", 404), ("gamma", 200)):
         assert (await ui.api.get(f"/organization/{name}")).status_code == status
+
+
+async def test_robot_bulk_repository_permissions_and_deletion(ui: BrowserUI) -> None:
+    assert (await ui.api.post("/organization/", json={"name": "bulk"})).status_code == 201
+    for name in ("one", "two", "three"):
+        await _create_repository(ui, "bulk", name)
+    assert (await ui.api.put("/organization/bulk/robots/ci", json={"description": ""})).status_code == 201
+    await ui.login(ui.admin.username, ui.admin.password)
+    await ui.goto("#/organization/bulk?tab=robots")
+    await ui.click_button("Set repository permissions")
+    await ui.fill("one", "true")
+    await ui.fill("three", "true")
+    await ui.fill("Permission", "Write")
+    await ui.click_button("Save")
+    await ui.wait_for_text("Successfully updated repository permission")
+    granted = (await ui.api.get("/organization/bulk/robots/ci/permissions")).json()["permissions"]
+    assert [(grant["repository"]["name"], grant["role"]) for grant in granted] == [
+        ("one", "write"),
+        ("three", "write"),
+    ]
+
+    # None removes the permission of the checked repositories only.
+    await ui.click_button("Set repository permissions")
+    await ui.fill("one (now write)", "true")
+    await ui.fill("Permission", "None")
+    await ui.click_button("Save")
+    await ui.wait_for_text("Successfully updated repository permission")
+    granted = (await ui.api.get("/organization/bulk/robots/ci/permissions")).json()["permissions"]
+    assert [(grant["repository"]["name"], grant["role"]) for grant in granted] == [("three", "write")]
+
+    await ui.click_button_css("button[aria-label='Delete bulk+ci']")
+    await ui.fill('Type "confirm" to delete', "confirm")
+    await ui.click_button("Delete")
+    await ui.wait_for_text("Successfully deleted robot account")
+    assert (await ui.api.get("/organization/bulk/robots")).json()["robots"] == []
+
+
+async def test_a_member_sees_the_member_tabs_and_own_robots(ui: BrowserUI) -> None:
+    member = await ui.create_user("plainmember")
+    assert (await ui.api.post("/organization/", json={"name": "shared"})).status_code == 201
+    assert (await ui.api.put("/organization/shared/team/readers", json={"role": "member"})).status_code == 200
+    assert (
+        await ui.api.put(f"/organization/shared/team/readers/members/{member.username}")
+    ).status_code == 200
+    await ui.login(member.username, member.password)
+
+    await ui.goto("#/organization/shared?tab=teams")
+    await ui.wait_for_text("readers")
+    tabs = [tab.text for tab in await ui.find_all("[role='tab']")]
+    assert tabs == ["Repositories", "Teams and membership", "Robot accounts"]
+    assert not await ui.find_all("button.primary")  # nothing to create for a plain member
+
+    # The user's own robot accounts: created, its token shown once.
+    await ui.goto("#/user?tab=robots")
+    await ui.click_button("Create robot account")
+    await ui.fill("Provide a name for your robot account", "laptop")
+    await ui.click_button("Review and finish")
+    await ui.wait_for_text(f"Successfully created robot account with robot name: {member.username}+laptop")
+    token = (await ui.find("dialog[open] input.org-secret")).get_attribute("value")
+    await ui.click_button("Done")
+    async with httpx.AsyncClient(base_url=ui.base_url) as client:
+        login = await client.get(
+            "/v2/auth", params={"service": "127.0.0.1"}, auth=(f"{member.username}+laptop", token)
+        )
+    assert login.status_code == 200, login.text
+    await ui.wait_for_text(f"{member.username}+laptop")
+    await ui.screenshot("user-robots")
+    await ui.click_button("Usage logs")
+    await ui.find("svg.chart")

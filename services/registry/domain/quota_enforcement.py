@@ -61,6 +61,11 @@ class ManifestCharge:
         self._default_reject_bytes = default_reject_bytes
         self._enforced = False
 
+    @property
+    def enforced(self) -> bool:
+        """Whether ``lock`` found a Reject limit (and took the namespace's usage lock)."""
+        return self._enforced
+
     async def lock(self) -> None:
         """Take the namespace's usage lock when a Reject limit applies; nothing else otherwise."""
         self._enforced = await lock_namespace_if_limited(

@@ -25,3 +25,7 @@ STALE_SERVES = Counter(
     "quayside_proxy_cache_stale_serves",
     "Cached manifests served past their check time because the upstream was unavailable.",
 )
+EVICTIONS = Counter(
+    "quayside_proxy_cache_evictions",
+    "Cached manifests evicted to make room for a fill in a cache organization at its Reject limit.",
+)

@@ -15,17 +15,27 @@ from services.registry.proxy.config import ProxyCacheConfig
 from services.registry.v2.errors import RegistryError
 from shared.config import Settings
 from shared.oci.upstream_client import ProxyConfig, UpstreamError, UpstreamRegistry, UpstreamSession
-from shared.readonly_state import registry_read_only
+from shared.readonly_state import READ_ONLY_MESSAGE, registry_read_only
 from shared.secret_box import SecretBox
 
 _MAX_IDLE_SESSIONS = 64
 
 
+class ReadOnlyFillError(UpstreamError):
+    """The registry is read-only: nothing new is cached (as far as pulls go, an outage)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"{READ_ONLY_MESSAGE} Content the cache does not hold yet cannot be fetched meanwhile.",
+            "unreachable",
+        )
+
+
 async def refuse_fills_while_read_only(pool: asyncpg.Pool, settings: Settings) -> None:
-    """While the registry is read-only nothing new is cached: an outage, as far as pulls go (a
-    cached tag is served stale, uncached content answers 503)."""
+    """ReadOnlyFillError while the registry is read-only: a cached tag is then served stale, and
+    uncached content answers 503 with the read-only message."""
     if await registry_read_only(pool, settings):
-        raise UpstreamError("the registry is read-only: no new content is cached", "unreachable")
+        raise ReadOnlyFillError()
 
 
 def is_outage(error: UpstreamError) -> bool:
@@ -38,6 +48,8 @@ def upstream_failure(
 ) -> RegistryError:
     """The OCI error a client gets for an upstream failure the cache cannot cover; ``unknown_code``
     answers the upstream's 404."""
+    if isinstance(error, ReadOnlyFillError):
+        return RegistryError("UNAVAILABLE", str(error), detail={"name": name}, status=503)
     detail = {"name": name, "reference": reference[:200], "upstream": str(error)[:500]}
     match error.reason:
         case "not_found":

@@ -178,12 +178,16 @@ async def get_manifest(
     name: str, reference: str, request: Request, context: RegistryContext = Depends(get_context)
 ) -> Response:
     """The manifest's bytes exactly as pushed, with its media type and digest (headers only for HEAD)."""
-    if proxy := await context.proxy.config_for(context.pool, context.manifests, name):
-        return await proxy_manifests.serve_manifest(context, request, proxy, name, reference)
+    proxy = await context.proxy.config_for(context.pool, context.manifests, name)
     with_content = request.method == "GET"
     if with_content and (cached := await _cached_pull(context, request, name, reference)):
         context.pull_stats.record(cached.repository_id, reference, cached.digest)
-        return _manifest_response(cached.digest, cached.media_type, cached.content)
+        response = _manifest_response(cached.digest, cached.media_type, cached.content)
+        if proxy:  # a cache organization's fresh manifest, as serve_manifest cached it
+            proxy_manifests.mark_memory_hit(response)
+        return response
+    if proxy:
+        return await proxy_manifests.serve_manifest(context, request, proxy, name, reference)
     read_at_generation = context.manifests.generation
     grant = await authorize(context, request, name, "pull")
     assert grant.repository is not None  # authorize answers NAME_UNKNOWN to pulls of unknown repositories

@@ -21,6 +21,7 @@ export const routes = [
     pattern: '/user',
     load: () => import('./pages/robot_user_page.js'),
     title: 'Account',
+    nav: { label: 'Account', order: 30 },
   },
   {
     pattern: '/superuser',

@@ -37,10 +37,14 @@ function toastRegion() {
   return region;
 }
 
+const MAX_TOASTS = 3;
+
 /** A short message at the corner of the screen ('info' or 'error'), gone after a few seconds. */
 export function toast(message, kind = 'info') {
   const item = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, message);
-  toastRegion().append(item);
+  const region = toastRegion();
+  while (region.childElementCount >= MAX_TOASTS) region.firstElementChild.remove();
+  region.append(item);
   setTimeout(() => item.remove(), kind === 'error' ? 10000 : 5000);
   return item;
 }

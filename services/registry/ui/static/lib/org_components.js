@@ -42,8 +42,8 @@ export function errorText(error) {
 /**
  * A modal <dialog> holding `body` (a Node or array of Nodes). Submitting runs `onSubmit()`; when it
  * throws, the error is shown in the dialog and it stays open; otherwise the dialog closes and the
- * promise resolves with onSubmit's result (true when it answers nothing). Cancel (button or Escape) resolves with null. Focus moves
- * into the dialog and back to where it was when it closes.
+ * promise resolves with onSubmit's result (true when it answers nothing). Cancel (button or
+ * Escape) resolves with null. Focus moves into the dialog and back to where it was when it closes.
  */
 export function openDialog({ title, body, submitText = 'Save', cancelText = 'Cancel', onSubmit, danger = false }) {
   return new Promise((resolve) => {

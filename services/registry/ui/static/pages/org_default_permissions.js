@@ -121,7 +121,11 @@ export async function renderDefaultPermissions(panel, organization, ctx) {
       {
         key: 'actions',
         label: 'Actions',
-        render: (row) => button('Delete', () => deletePrototype(org, row, ctx), { class: 'danger' }),
+        render: (row) =>
+          button('Delete', () => deletePrototype(org, row, ctx), {
+            class: 'danger',
+            'aria-label': `Delete the default permission of ${accountLabel(row.delegate)}`,
+          }),
       },
     ],
     rows: prototypes,

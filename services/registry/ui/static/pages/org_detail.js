@@ -1,6 +1,7 @@
 // One organization: its tabs (repositories, teams and membership, robot accounts, default
-// permissions, usage logs, quota, proxy cache, settings). Members see the first three; the other
-// tabs are its administrators' (the API decides: the tabs only follow `is_admin`).
+// permissions, usage logs, quota, proxy cache, settings). Others see the repositories they may
+// read, members the first three tabs, administrators all (the API decides what each may do: the
+// tabs only follow its `is_member` and `is_admin`).
 
 import { h } from '../lib/dom.js';
 import { api } from '../lib/api.js';
@@ -18,8 +19,14 @@ import { renderSettings } from './org_settings.js';
 function tabList(organization, ctx) {
   const name = organization.name;
   const robotsContext = { base: `/organization/${seg(name)}`, namespace: name, organization };
+  const repositories = {
+    id: 'repositories',
+    label: 'Repositories',
+    render: (panel) => renderRepositories(panel, organization, ctx),
+  };
+  if (!organization.is_member) return [repositories];
   const member = [
-    { id: 'repositories', label: 'Repositories', render: (panel) => renderRepositories(panel, organization, ctx) },
+    repositories,
     { id: 'teams', label: 'Teams and membership', render: (panel) => renderTeams(panel, organization, ctx) },
     { id: 'robots', label: 'Robot accounts', render: (panel) => renderRobots(panel, robotsContext, ctx) },
   ];

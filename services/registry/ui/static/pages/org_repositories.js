@@ -50,6 +50,12 @@ async function createRepository(organization, ctx) {
   }
 }
 
+/** Whether the caller may create repositories here: an administrator, or a member of a creator team. */
+function canCreate(organization, user) {
+  if (organization.is_admin || (user && user.super_user)) return true;
+  return Boolean(user && (user.organizations || []).some((org) => org.name === organization.name && org.can_create_repo));
+}
+
 export async function renderRepositories(panel, organization, ctx) {
   const base = `/repository?namespace=${seg(organization.name)}&last_modified=true`;
   const holder = h('div', {});
@@ -65,7 +71,9 @@ export async function renderRepositories(panel, organization, ctx) {
     moreSlot.replaceChildren(...(nextPage ? [more] : []));
   }
   panel.append(
-    actions(button('Create Repository', () => createRepository(organization, ctx), { class: 'primary' })),
+    canCreate(organization, ctx.user)
+      ? actions(button('Create Repository', () => createRepository(organization, ctx), { class: 'primary' }))
+      : '',
     holder,
     moreSlot,
   );

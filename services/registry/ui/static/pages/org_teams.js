@@ -201,8 +201,12 @@ function teamView(organization, ctx) {
           organization.is_admin
             ? rowActions(
                 h('a', { href: `#/organization/${seg(org)}/teams/${seg(team.name)}`, class: 'button secondary' }, 'Manage team members'),
-                button('Set repository permissions', () => setTeamPermissions(org, team.name, ctx)),
-                team.name === 'owners' ? null : button('Delete', () => deleteTeam(org, team.name, ctx), { class: 'danger' }),
+                button('Set repository permissions', () => setTeamPermissions(org, team.name, ctx), {
+                  'aria-label': `Set repository permissions of ${team.name}`,
+                }),
+                team.name === 'owners'
+                  ? null
+                  : button('Delete', () => deleteTeam(org, team.name, ctx), { class: 'danger', 'aria-label': `Delete team ${team.name}` }),
               )
             : '',
       },

@@ -1,17 +1,18 @@
 // Organizations: the caller's (a superuser's: every one), with repository counts; create; delete
-// one or several at once after typing "confirm" (Quay's v2 UI workflow, seed 004).
+// one or several at once after typing "confirm" (Quay's v2 UI workflow, seed 004). Repository
+// counts come from the first page of each organization's repository list ("100+" beyond it).
 
 import { h } from '../lib/dom.js';
 import { api } from '../lib/api.js';
 import { dataTable, errorBox, field, loading, pageHeader, toast } from '../lib/components.js';
 import { actions, bulkDeleteDialog, button, errorText, openDialog, seg } from '../lib/org_components.js';
 
-/** The repository count of a namespace as the first page of its list shows it ("100+" beyond). */
+/** The repository count of a namespace as the first page of its list shows it. */
 async function repositoryCount(namespace) {
   try {
     const answer = await api('GET', `/repository?namespace=${seg(namespace)}`);
     return `${answer.repositories.length}${answer.next_page ? '+' : ''}`;
-  } catch (error) {
+  } catch {
     return '—';
   }
 }
@@ -19,15 +20,15 @@ async function repositoryCount(namespace) {
 async function organizationRows(user) {
   const mine = (await api('GET', '/user/')).organizations;
   const admin = new Map(mine.map((org) => [org.name, org.is_org_admin]));
-  let names = mine.map((org) => org.name);
-  if (user && user.super_user) {
-    names = (await api('GET', '/superuser/organizations/')).organizations.map((org) => org.name);
-  }
+  const superuser = Boolean(user && user.super_user);
+  const names = superuser
+    ? (await api('GET', '/superuser/organizations/')).organizations.map((org) => org.name)
+    : mine.map((org) => org.name);
   const counts = await Promise.all(names.map(repositoryCount));
   return names.map((name, index) => ({
     name,
     repositories: counts[index],
-    role: admin.get(name) || (user && user.super_user) ? 'Admin' : 'Member',
+    role: superuser || admin.get(name) ? 'Admin' : 'Member',
   }));
 }
 

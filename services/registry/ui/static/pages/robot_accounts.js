@@ -24,17 +24,15 @@ const shortName = (robot) => robot.name.slice(robot.name.indexOf('+') + 1);
 const permissionPath = (namespace, repository, robotName) =>
   `/repository/${seg(namespace)}/${repository.split('/').map(seg).join('/')}/permissions/user/${seg(robotName)}`;
 
-function checkboxList(legend, names, checked = new Set()) {
-  const boxes = names.map((name) => ({
-    name,
-    input: h('input', { type: 'checkbox', name, checked: checked.has(name) }),
-  }));
+/** A checkbox per name (labelled `labelOf(name)`); `chosen()` lists the checked names. */
+function checkboxList(legend, names, labelOf = (name) => name) {
+  const boxes = names.map((name) => ({ name, input: h('input', { type: 'checkbox', name }) }));
   const element = h(
     'fieldset',
     { class: 'org-checklist' },
     h('legend', {}, legend),
     boxes.length
-      ? boxes.map(({ name, input }) => h('label', { class: 'org-check' }, input, ' ', name))
+      ? boxes.map(({ name, input }) => h('label', { class: 'org-check' }, input, ' ', labelOf(name)))
       : h('p', {}, 'None to choose from.'),
   );
   return { element, chosen: () => boxes.filter(({ input }) => input.checked).map(({ name }) => name) };
@@ -96,18 +94,17 @@ async function setRepositoryPermissions(owner, robot, ctx) {
     api('GET', `${owner.base}/robots/${seg(shortName(robot))}/permissions`),
   ]);
   const current = new Map(granted.permissions.map((grant) => [grant.repository.name, grant.role]));
-  const list = checkboxList('Repositories', repositories.map((repository) => repository));
-  const role = roleSelect('read', { withNone: true, name: 'role' });
-  const currently = h(
-    'p',
-    { class: 'org-hint' },
-    current.size
-      ? `Now: ${[...current.entries()].map(([repository, grant]) => `${repository} (${grant})`).join(', ')}`
-      : 'The robot has no repository permissions yet.',
+  const list = checkboxList('Repositories', repositories, (repository) =>
+    current.has(repository) ? `${repository} (now ${current.get(repository)})` : repository,
   );
+  const role = roleSelect('read', { withNone: true, name: 'role' });
   const saved = await openDialog({
     title: `Set repository permissions of ${robot.name}`,
-    body: [currently, list.element, field('Permission', role)],
+    body: [
+      h('p', { class: 'hint' }, 'Check the repositories, choose the permission (None removes it), and save.'),
+      list.element,
+      field('Permission', role),
+    ],
     onSubmit: async () => {
       for (const repository of list.chosen()) {
         const path = permissionPath(owner.namespace, repository, robot.name);
@@ -180,8 +177,10 @@ export async function renderRobots(panel, owner, ctx) {
       label: 'Actions',
       render: (robot) =>
         rowActions(
-          button('Set repository permissions', () => setRepositoryPermissions(owner, robot, ctx)),
-          button('Regenerate token', () => regenerateToken(owner, robot)),
+          button('Set repository permissions', () => setRepositoryPermissions(owner, robot, ctx), {
+            'aria-label': `Set repository permissions of ${robot.name}`,
+          }),
+          button('Regenerate token', () => regenerateToken(owner, robot), { 'aria-label': `Regenerate the token of ${robot.name}` }),
           button('Delete', () => deleteRobots(owner, [robot], ctx), { class: 'danger', 'aria-label': `Delete ${robot.name}` }),
         ),
     });

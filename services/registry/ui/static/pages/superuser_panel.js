@@ -172,7 +172,8 @@ async function renderMessages(panel, ctx) {
       {
         key: 'actions',
         label: 'Actions',
-        render: (message) => button('Delete', () => deleteMessage(message, ctx), { class: 'danger' }),
+        render: (message) =>
+          button('Delete', () => deleteMessage(message, ctx), { class: 'danger', 'aria-label': 'Delete this message' }),
       },
     ],
     rows: stored,

@@ -1,0 +1,229 @@
+"""The gateway's overhead: blob GET throughput and manifest GET requests/s, directly against a
+registry and through `python -m services.gateway` in front of it (one region).
+
+Run from the repository root: `python bench/bench_gateway.py [--quick]`. See bench/README.md
+("Gateway benchmark"). Not part of the test suite; nothing asserts on its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, the repository root is not on sys.path; the support modules live there.
+sys.path.insert(0, str(REPOSITORY_ROOT))
+
+from bench.bench_registry import (  # noqa: E402
+    BlobFile,
+    Registry,
+    curl_get,
+    header_options,
+    quayside,
+    run_tool,
+    tree_cpu_s,
+    upload_blob,
+    write_random_file,
+)
+from tests.support.process import ServerProcess, free_port  # noqa: E402
+
+MiB = 1024 * 1024
+_TAG = "bench"  # bench_registry's tag
+OVERHEAD_TARGET_PERCENT = 15.0
+
+
+class Scale(BaseModel):
+    blob_bytes: int
+    blob_gets: int
+    manifest_seconds: int
+    manifest_connections: int
+    rounds: int
+
+
+FULL = Scale(blob_bytes=64 * MiB, blob_gets=5, manifest_seconds=10, manifest_connections=16, rounds=3)
+QUICK = Scale(blob_bytes=16 * MiB, blob_gets=3, manifest_seconds=3, manifest_connections=16, rounds=1)
+
+
+class Side(BaseModel):
+    """The figures of each round on one way to the registry (directly, or through the gateway)."""
+
+    blob_mib_s: list[float] = []
+    manifest_rps: list[float] = []
+
+
+@contextlib.asynccontextmanager
+async def gateway_in_front(registry: Registry) -> AsyncIterator[Registry]:
+    """The gateway with the registry as its one region, as a Registry whose URL is the gateway's."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("QUAYSIDE_")}
+    env.update(
+        QUAYSIDE_GATEWAY_REGIONS=json.dumps({"local": registry.url}),
+        QUAYSIDE_GATEWAY_LISTEN=f"127.0.0.1:{port}",
+    )
+    server = await ServerProcess.start(
+        [sys.executable, "-m", "services.gateway"], env=env, cwd=REPOSITORY_ROOT
+    )
+    try:
+        await server.wait_until_serving(f"http://127.0.0.1:{port}/health/instance")
+        yield Registry(
+            "gateway",
+            port,
+            server,
+            namespace=registry.namespace,
+            credentials=registry.credentials,
+            database_url=registry.database_url,
+        )
+    finally:
+        await server.stop()
+
+
+async def push_small_image(client: httpx.AsyncClient, registry: Registry, work_dir: Path) -> str:
+    """A one-layer image tagged _TAG in repository 'manifest-get'; its repository name."""
+    repository = "manifest-get"
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
+    layer = os.urandom(4096)
+    descriptors = []
+    for name, data, media_type in (
+        ("config", config, "application/vnd.oci.image.config.v1+json"),
+        ("layer", layer, "application/vnd.oci.image.layer.v1.tar"),
+    ):
+        path = work_dir / name
+        await asyncio.to_thread(path.write_bytes, data)
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        await upload_blob(client, registry, repository, BlobFile(path=path, digest=digest, size=len(data)))
+        descriptors.append({"mediaType": media_type, "digest": digest, "size": len(data)})
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": descriptors[0],
+        "layers": descriptors[1:],
+    }
+    headers = {
+        **await registry.authorization(client, repository),
+        "Content-Type": "application/vnd.oci.image.manifest.v1+json",
+    }
+    url = f"{registry.url}/v2/{registry.namespace}/{repository}/manifests/{_TAG}"
+    (await client.put(url, content=json.dumps(manifest).encode(), headers=headers)).raise_for_status()
+    return repository
+
+
+async def blob_get_mib_s(client: httpx.AsyncClient, registry: Registry, blob: BlobFile, gets: int) -> float:
+    """Median MiB/s of sequential curl GETs of the blob (in repository 'blob-get')."""
+    headers = await registry.authorization(client, "blob-get")
+    url = f"{registry.url}/v2/{registry.namespace}/blob-get/blobs/{blob.digest}"
+    speeds = [await curl_get(url, headers) for _ in range(gets)]
+    return statistics.median(speeds) / MiB
+
+
+async def manifest_get_rps(
+    client: httpx.AsyncClient, registry: Registry, repository: str, scale: Scale
+) -> float:
+    """wrk's requests/s fetching the tagged manifest over `manifest_connections` connections."""
+    headers = {
+        **await registry.authorization(client, repository),
+        "Accept": "application/vnd.oci.image.manifest.v1+json",
+    }
+    url = f"{registry.url}/v2/{registry.namespace}/{repository}/manifests/{_TAG}"
+    output = await run_tool(
+        "wrk",
+        "-t2",
+        f"-c{scale.manifest_connections}",
+        f"-d{scale.manifest_seconds}s",
+        *header_options(headers),
+        url,
+    )
+    if failures := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        raise RuntimeError(f"{registry.name}: {failures.group(1)} failed manifest GETs\n{output}")
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if rate is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    return float(rate.group(1))
+
+
+def overhead_percent(direct: float, through: float) -> float:
+    """How much lower the figure through the gateway is, in percent of the direct one."""
+    return 100 * (direct - through) / direct
+
+
+def render(rows: list[tuple[str, float, float]], gateway_cpu: dict[str, float]) -> str:
+    lines = [
+        f"{'metric':<30} {'direct':>10} {'via gateway':>12} {'overhead':>9}  target       met",
+        "-" * 78,
+    ]
+    for metric, direct, through in rows:
+        overhead = overhead_percent(direct, through)
+        met = "yes" if overhead <= OVERHEAD_TARGET_PERCENT else "NO"
+        lines.append(
+            f"{metric:<30} {direct:>10.1f} {through:>12.1f} {overhead:>8.1f}%  <= {OVERHEAD_TARGET_PERCENT:g} %    {met}"
+        )
+    lines.append("")
+    lines += [f"gateway CPU: {name} {value:.2f} ms" for name, value in gateway_cpu.items()]
+    return "\n".join(lines)
+
+
+async def main(scale: Scale) -> None:
+    with tempfile.TemporaryDirectory(prefix="quayside-bench-gateway-") as folder:
+        work_dir = Path(folder)
+        blob = await asyncio.to_thread(write_random_file, work_dir / "blob", scale.blob_bytes)
+        async with (
+            quayside(work_dir) as registry,
+            gateway_in_front(registry) as gateway,
+            httpx.AsyncClient(timeout=120) as client,
+        ):
+            await upload_blob(client, registry, "blob-get", blob)
+            repository = await push_small_image(client, registry, work_dir)
+            direct, through = Side(), Side()
+            blob_cpu_s = manifest_cpu_s = 0.0
+            manifest_requests = 0.0
+            # Alternating rounds, so that the machine's other load weighs on both sides alike.
+            for _ in range(scale.rounds):
+                direct.blob_mib_s.append(await blob_get_mib_s(client, registry, blob, scale.blob_gets))
+                cpu_before = await asyncio.to_thread(tree_cpu_s, gateway.server.pid)
+                through.blob_mib_s.append(await blob_get_mib_s(client, gateway, blob, scale.blob_gets))
+                blob_cpu_s += await asyncio.to_thread(tree_cpu_s, gateway.server.pid) - cpu_before
+
+                direct.manifest_rps.append(await manifest_get_rps(client, registry, repository, scale))
+                cpu_before = await asyncio.to_thread(tree_cpu_s, gateway.server.pid)
+                rate = await manifest_get_rps(client, gateway, repository, scale)
+                manifest_cpu_s += await asyncio.to_thread(tree_cpu_s, gateway.server.pid) - cpu_before
+                manifest_requests += rate * scale.manifest_seconds
+                through.manifest_rps.append(rate)
+
+    mib = scale.blob_bytes // MiB
+    rows = [
+        (
+            f"blob GET MiB/s ({mib} MiB)",
+            statistics.median(direct.blob_mib_s),
+            statistics.median(through.blob_mib_s),
+        ),
+        (
+            f"manifest GET req/s (c={scale.manifest_connections})",
+            statistics.median(direct.manifest_rps),
+            statistics.median(through.manifest_rps),
+        ),
+    ]
+    cpu = {
+        "per blob GET": 1000 * blob_cpu_s / (scale.rounds * scale.blob_gets),
+        "per manifest GET": 1000 * manifest_cpu_s / manifest_requests,
+    }
+    print(render(rows, cpu))
+    print(f"\nrounds: direct {direct.model_dump()}  via gateway {through.model_dump()}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small blob, short load, one round")
+    asyncio.run(main(QUICK if parser.parse_args().quick else FULL))
