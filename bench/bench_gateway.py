@@ -17,8 +17,9 @@ import re
 import statistics
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -58,10 +59,30 @@ QUICK = Scale(blob_bytes=16 * MiB, blob_gets=3, manifest_seconds=3, manifest_con
 
 
 class Side(BaseModel):
-    """The figures of each round on one way to the registry (directly, or through the gateway)."""
+    """The figures of each round on one way to the registry (directly, or through the gateway), and
+    the CPU seconds the registry and the gateway processes spent on them."""
 
     blob_mib_s: list[float] = []
     manifest_rps: list[float] = []
+    blob_gets: int = 0
+    manifest_gets: float = 0
+    registry_cpu_s: dict[str, float] = {"blob": 0.0, "manifest": 0.0}
+    gateway_cpu_s: dict[str, float] = {"blob": 0.0, "manifest": 0.0}
+
+
+T = TypeVar("T")
+
+
+async def with_cpu(pids: tuple[int, int], operation: Awaitable[T]) -> tuple[T, tuple[float, float]]:
+    """The operation's result and the CPU seconds each of the two processes spent meanwhile."""
+
+    def snapshot() -> tuple[float, float]:
+        return tree_cpu_s(pids[0]), tree_cpu_s(pids[1])
+
+    before = await asyncio.to_thread(snapshot)
+    result = await operation
+    after = await asyncio.to_thread(snapshot)
+    return result, (after[0] - before[0], after[1] - before[1])
 
 
 @contextlib.asynccontextmanager
@@ -158,20 +179,72 @@ def overhead_percent(direct: float, through: float) -> float:
     return 100 * (direct - through) / direct
 
 
-def render(rows: list[tuple[str, float, float]], gateway_cpu: dict[str, float]) -> str:
+def render(scale: Scale, direct: Side, through: Side) -> str:
+    rows = [
+        (f"blob GET MiB/s ({scale.blob_bytes // MiB} MiB)", direct.blob_mib_s, through.blob_mib_s),
+        (f"manifest GET req/s (c={scale.manifest_connections})", direct.manifest_rps, through.manifest_rps),
+    ]
     lines = [
-        f"{'metric':<30} {'direct':>10} {'via gateway':>12} {'overhead':>9}  target       met",
+        f"{'metric':<30} {'direct':>10} {'via gateway':>12} {'overhead':>9}  target      met",
         "-" * 78,
     ]
-    for metric, direct, through in rows:
-        overhead = overhead_percent(direct, through)
+    for metric, direct_rounds, through_rounds in rows:
+        figure, via = statistics.median(direct_rounds), statistics.median(through_rounds)
+        overhead = overhead_percent(figure, via)
         met = "yes" if overhead <= OVERHEAD_TARGET_PERCENT else "NO"
         lines.append(
-            f"{metric:<30} {direct:>10.1f} {through:>12.1f} {overhead:>8.1f}%  <= {OVERHEAD_TARGET_PERCENT:g} %    {met}"
+            f"{metric:<30} {figure:>10.1f} {via:>12.1f} {overhead:>8.1f}%  <= {OVERHEAD_TARGET_PERCENT:g} %   {met}"
         )
-    lines.append("")
-    lines += [f"gateway CPU: {name} {value:.2f} ms" for name, value in gateway_cpu.items()]
+    lines += [
+        "",
+        "CPU ms per request (user + system, from /proc; what the machine's other load hardly moves):",
+    ]
+    for kind, count_direct, count_through in (
+        ("blob", direct.blob_gets, through.blob_gets),
+        ("manifest", direct.manifest_gets, through.manifest_gets),
+    ):
+        registry_direct = 1000 * direct.registry_cpu_s[kind] / count_direct
+        registry_through = 1000 * through.registry_cpu_s[kind] / count_through
+        gateway = 1000 * through.gateway_cpu_s[kind] / count_through
+        lines.append(
+            f"  {kind} GET: registry {registry_direct:.3f} directly, {registry_through:.3f} via the gateway;"
+            f" gateway {gateway:.3f} ({100 * gateway / registry_direct:.0f} % of the registry's)"
+        )
+    lines += ["", f"rounds: direct {direct.blob_mib_s} MiB/s, {direct.manifest_rps} req/s;"]
+    lines += [f"        via gateway {through.blob_mib_s} MiB/s, {through.manifest_rps} req/s"]
     return "\n".join(lines)
+
+
+async def measure_blob(
+    client: httpx.AsyncClient,
+    target: Registry,
+    blob: BlobFile,
+    scale: Scale,
+    pids: tuple[int, int],
+    side: Side,
+) -> None:
+    rate, (registry_s, gateway_s) = await with_cpu(
+        pids, blob_get_mib_s(client, target, blob, scale.blob_gets)
+    )
+    side.blob_mib_s.append(rate)
+    side.blob_gets += scale.blob_gets
+    side.registry_cpu_s["blob"] += registry_s
+    side.gateway_cpu_s["blob"] += gateway_s
+
+
+async def measure_manifest(
+    client: httpx.AsyncClient,
+    target: Registry,
+    repository: str,
+    scale: Scale,
+    pids: tuple[int, int],
+    side: Side,
+) -> None:
+    rate, (registry_s, gateway_s) = await with_cpu(pids, manifest_get_rps(client, target, repository, scale))
+    side.manifest_rps.append(rate)
+    side.manifest_gets += rate * scale.manifest_seconds
+    side.registry_cpu_s["manifest"] += registry_s
+    side.gateway_cpu_s["manifest"] += gateway_s
 
 
 async def main(scale: Scale) -> None:
@@ -185,42 +258,15 @@ async def main(scale: Scale) -> None:
         ):
             await upload_blob(client, registry, "blob-get", blob)
             repository = await push_small_image(client, registry, work_dir)
+            pids = (registry.server.pid, gateway.server.pid)
             direct, through = Side(), Side()
-            blob_cpu_s = manifest_cpu_s = 0.0
-            manifest_requests = 0.0
             # Alternating rounds, so that the machine's other load weighs on both sides alike.
             for _ in range(scale.rounds):
-                direct.blob_mib_s.append(await blob_get_mib_s(client, registry, blob, scale.blob_gets))
-                cpu_before = await asyncio.to_thread(tree_cpu_s, gateway.server.pid)
-                through.blob_mib_s.append(await blob_get_mib_s(client, gateway, blob, scale.blob_gets))
-                blob_cpu_s += await asyncio.to_thread(tree_cpu_s, gateway.server.pid) - cpu_before
-
-                direct.manifest_rps.append(await manifest_get_rps(client, registry, repository, scale))
-                cpu_before = await asyncio.to_thread(tree_cpu_s, gateway.server.pid)
-                rate = await manifest_get_rps(client, gateway, repository, scale)
-                manifest_cpu_s += await asyncio.to_thread(tree_cpu_s, gateway.server.pid) - cpu_before
-                manifest_requests += rate * scale.manifest_seconds
-                through.manifest_rps.append(rate)
-
-    mib = scale.blob_bytes // MiB
-    rows = [
-        (
-            f"blob GET MiB/s ({mib} MiB)",
-            statistics.median(direct.blob_mib_s),
-            statistics.median(through.blob_mib_s),
-        ),
-        (
-            f"manifest GET req/s (c={scale.manifest_connections})",
-            statistics.median(direct.manifest_rps),
-            statistics.median(through.manifest_rps),
-        ),
-    ]
-    cpu = {
-        "per blob GET": 1000 * blob_cpu_s / (scale.rounds * scale.blob_gets),
-        "per manifest GET": 1000 * manifest_cpu_s / manifest_requests,
-    }
-    print(render(rows, cpu))
-    print(f"\nrounds: direct {direct.model_dump()}  via gateway {through.model_dump()}")
+                await measure_blob(client, registry, blob, scale, pids, direct)
+                await measure_blob(client, gateway, blob, scale, pids, through)
+                await measure_manifest(client, registry, repository, scale, pids, direct)
+                await measure_manifest(client, gateway, repository, scale, pids, through)
+    print(render(scale, direct, through))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from shared.auth.accounts import create_organization, create_user  # noqa: E402
 from tests.fixtures.upstream import ImageFactory, Upstream, running_upstream  # noqa: E402
 from tests.support.process import ServerProcess, free_port  # noqa: E402
 from tests.support.skopeo import run_skopeo  # noqa: E402
+from tests.support.waiting import eventually  # noqa: E402
 
 MiB = 1024 * 1024
 CONCURRENT_PULLS = 20
@@ -44,6 +46,7 @@ class Suite:
     url: str
     host: str
     owner: tuple[str, str]
+    database_url: str
 
     @property
     def creds(self) -> str:
@@ -78,7 +81,7 @@ async def quayside(work_dir: Path) -> AsyncIterator[Suite]:
         process = await ServerProcess.start([sys.executable, "-m", "services.registry"], env, REPOSITORY_ROOT)
         try:
             await process.wait_until_serving(f"{url}/v2/", accepted=frozenset({200, 401}))
-            yield Suite(url, f"127.0.0.1:{port}", owner)
+            yield Suite(url, f"127.0.0.1:{port}", owner, database_url)
         finally:
             await process.stop()
 
@@ -121,6 +124,39 @@ async def http_pull(suite: Suite, name: str) -> None:
         await asyncio.gather(*(blob(digest) for digest in digests))
 
 
+# Every blob a manifest of the cache repository references has a placement: the fill is stored.
+_FILL_STORED = """
+SELECT NOT EXISTS (
+    SELECT 1 FROM manifest m JOIN repository r ON r.id = m.repository_id
+    JOIN namespace n ON n.id = r.namespace_id JOIN manifest_blob mb ON mb.manifest_id = m.id
+    WHERE n.name = 'cache' AND r.name = $1
+      AND NOT EXISTS (SELECT 1 FROM blob_placement p WHERE p.digest = mb.digest))
+"""
+FILL_TIMEOUT_S = 120.0
+
+
+async def wait_until_stored(suite: Suite, repository: str) -> None:
+    """Wait until the miss pull's fills are stored (a fill may still be syncing to storage when its
+    client has every byte): a cached pull is of content the cache holds, as a normal repository's
+    pull is of content whose push has completed."""
+    conn = await asyncpg.connect(suite.database_url)
+    try:
+        await eventually(functools.partial(conn.fetchval, _FILL_STORED, repository), FILL_TIMEOUT_S)
+    finally:
+        await conn.close()
+
+
+async def in_turn(
+    number: int,
+    first: tuple[list[float], Callable[[], Awaitable[float]]],
+    second: tuple[list[float], Callable[[], Awaitable[float]]],
+) -> None:
+    """Both timed pulls, in alternating order from round to round (the machine's load drifts)."""
+    pair = (first, second) if number % 2 == 0 else (second, first)
+    for samples, pull in pair:
+        samples.append(await pull())
+
+
 async def measure(
     work_dir: Path, layer_sizes: tuple[int, ...], rounds: int
 ) -> list[tuple[str, str, str, str, str, str]]:
@@ -133,20 +169,23 @@ async def measure(
                 json={"upstream_registry": upstream.proxy.host, "insecure": True},
             )
             configured.raise_for_status()
-        direct, miss, cached, normal = [], [], [], []
+        direct: list[float] = []
+        miss: list[float] = []
+        cached: list[float] = []
+        normal: list[float] = []
         for number in range(rounds):
             repository = f"bench/app{number}"
             layout = await fresh_image(upstream, work_dir, repository, layer_sizes)
             print(f"round {number + 1}/{rounds}", file=sys.stderr)
-            # The direct pull goes through the same counting proxy as the cache's fetches: same path.
-            direct.append(
-                await timed_pull(
-                    f"docker://{upstream.proxy.host}/{repository}:v1", work_dir / f"direct{number}"
-                )
-            )
             through = f"docker://{suite.host}/cache/{repository}:v1"
-            miss.append(await timed_pull(through, work_dir / f"miss{number}", *auth))
-            cached.append(await timed_pull(through, work_dir / f"cached{number}", *auth))
+            # The direct pull goes through the same counting proxy as the cache's fetches: same path.
+            direct_ref = f"docker://{upstream.proxy.host}/{repository}:v1"
+            await in_turn(
+                number,
+                (direct, functools.partial(timed_pull, direct_ref, work_dir / f"direct{number}")),
+                (miss, functools.partial(timed_pull, through, work_dir / f"miss{number}", *auth)),
+            )
+            await wait_until_stored(suite, repository)
             normal_ref = f"docker://{suite.host}/normal/app{number}:v1"
             (
                 await run_skopeo(
@@ -157,7 +196,11 @@ async def measure(
                     normal_ref,
                 )
             ).check()
-            normal.append(await timed_pull(normal_ref, work_dir / f"normal{number}", *auth))
+            await in_turn(
+                number,
+                (cached, functools.partial(timed_pull, through, work_dir / f"cached{number}", *auth)),
+                (normal, functools.partial(timed_pull, normal_ref, work_dir / f"normal{number}", *auth)),
+            )
 
         concurrent_repository = "bench/concurrent"
         await fresh_image(upstream, work_dir, concurrent_repository, layer_sizes)
@@ -169,19 +212,31 @@ async def measure(
         concurrent_s = time.perf_counter() - started
         fetches = upstream.proxy.blob_fetches
 
+    print_rounds(direct, miss, cached, normal)
     miss_s, direct_s = statistics.median(miss), statistics.median(direct)
     cached_mbps = image_bytes / MiB / statistics.median(cached)
     normal_mbps = image_bytes / MiB / statistics.median(normal)
+    paired_miss = statistics.median(m / d for m, d in zip(miss, direct, strict=True))
+    paired_cached = statistics.median(n / c for c, n in zip(cached, normal, strict=True))
     most = max(fetches.values(), default=0)
     return [
         ("first (miss) pull s", f"{miss_s:.2f}", f"{direct_s:.2f} (upstream direct)",
-         f"{miss_s / direct_s:.2f}x", "<= 1.2x", "yes" if miss_s <= 1.2 * direct_s else "no"),
+         f"{miss_s / direct_s:.2f}x (paired {paired_miss:.2f}x)", "<= 1.2x",
+         "yes" if miss_s <= 1.2 * direct_s else "no"),
         ("cached pull MiB/s", f"{cached_mbps:.1f}", f"{normal_mbps:.1f} (normal repository)",
-         f"{cached_mbps / normal_mbps:.2f}x", ">= 0.95x", "yes" if cached_mbps >= 0.95 * normal_mbps else "no"),
+         f"{cached_mbps / normal_mbps:.2f}x (paired {paired_cached:.2f}x)", ">= 0.95x",
+         "yes" if cached_mbps >= 0.95 * normal_mbps else "no"),
         (f"upstream fetches per blob, {CONCURRENT_PULLS} concurrent misses", f"max {most}",
          f"{len(fetches)} blobs, {sum(fetches.values())} fetches, {concurrent_s:.2f} s", "-", "exactly 1",
          "yes" if most == 1 and len(fetches) == len(layer_sizes) + 1 else "no"),
     ]  # fmt: skip
+
+
+def print_rounds(direct: list[float], miss: list[float], cached: list[float], normal: list[float]) -> None:
+    """Every round's times (seconds), for judging the medians on a busy machine."""
+    print("round | direct s | miss s | miss/direct | normal s | cached s | cached/normal throughput")
+    for number, (d, m, c, n) in enumerate(zip(direct, miss, cached, normal, strict=True), start=1):
+        print(f"{number:5d} | {d:8.2f} | {m:6.2f} | {m / d:11.2f} | {n:8.2f} | {c:8.2f} | {n / c:.2f}")
 
 
 def print_table(image_bytes: int, rows: list[tuple[str, str, str, str, str, str]]) -> None:
@@ -194,12 +249,13 @@ def print_table(image_bytes: int, rows: list[tuple[str, str, str, str, str, str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small image, one round")
+    parser.add_argument("--quick", action="store_true", help="small image, two rounds")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of each pull (default 7)")
     arguments = parser.parse_args()
     layer_sizes = (
         (1 * MiB, 512 * 1024, 2 * MiB) if arguments.quick else (32 * MiB, 16 * MiB, 8 * MiB, 64 * MiB)
     )
-    rounds = 1 if arguments.quick else 3
+    rounds = 2 if arguments.quick else arguments.rounds
     with tempfile.TemporaryDirectory(prefix="quayside-bench-proxy-") as work:
         rows = asyncio.run(measure(Path(work), layer_sizes, rounds))
     print_table(sum(layer_sizes), rows)

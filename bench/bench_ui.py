@@ -88,21 +88,28 @@ async def signed_in(registry: Registry) -> httpx.AsyncClient:
 
 
 async def static_files(client: httpx.AsyncClient) -> list[Request]:
-    """The page's own files: the stylesheet and the modules the tag list imports (from index.html's version)."""
+    """The page's own files: the stylesheets and every module the repository page imports (under
+    index.html's version)."""
     index = (await client.get("/")).text
     version = re.search(r"/static/ui/([0-9a-f]{16})/app.js", index)
     assert version is not None, "index.html names no versioned app.js"
     base = f"/static/ui/{version.group(1)}"
     files = [
         "style.css",
+        "org.css",
         "app.js",
         "lib/dom.js",
         "lib/api.js",
         "lib/components.js",
         "routes_repository.js",
+        "routes_organization.js",
         "pages/repo_detail.js",
         "pages/repo_tags.js",
         "pages/repo_tag_actions.js",
+        "pages/repo_history.js",
+        "pages/repo_mirroring.js",
+        "pages/repo_settings.js",
+        "pages/repo_placement.js",
     ]
     return [Request(f"GET {name}", f"{base}/{name}") for name in files]
 

@@ -28,6 +28,10 @@ class S3Location(BaseModel):
     # https endpoints: verify the certificate (false: do not), against this CA bundle when set.
     verify_tls: bool = True
     ca_bundle: str | None = None
+    # Attempts per request (botocore's "standard" retry mode) and the connect time limit: a location that
+    # is down fails in about connect_timeout_s instead of botocore's default ~7 s of retries.
+    max_attempts: int = Field(default=2, ge=1, le=10)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
 
 
 StorageLocation = Annotated[FilesystemLocation | S3Location, Field(discriminator="driver")]

@@ -145,10 +145,13 @@ class _Startup:
             await conn.close()
 
     async def until_ready(self) -> None:
-        """Attempt again and again, pausing 0.5 s and twice as long each time up to the maximum."""
+        """After a failed attempt: pause 0.5 s, and twice as long after each further failure (up to
+        the maximum), then attempt again, until an attempt succeeds."""
         pause = _FIRST_RETRY_S
-        while not await self.attempt():
+        while True:
             await asyncio.sleep(pause)
+            if await self.attempt():
+                return
             pause = min(pause * 2, self.startup.startup_retry_max_s)
 
     async def _broker_answers(self, amqp_url: str) -> bool:

@@ -27,6 +27,7 @@ a message naming them. Stops on SIGINT or SIGTERM (shared.service_main).
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -59,6 +60,8 @@ def main() -> None:
     settings = read_settings()
     # uvloop, as the registry runs: forwarding is mostly event-loop work.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # Not a line per health check.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     regions = Regions(settings)
 
     def parts(shared: Settings) -> tuple[GatewayApp, Coroutine[Any, Any, None]]:

@@ -34,6 +34,9 @@ from shared.tls import client_verification
 
 log = logging.getLogger(__name__)
 
+# Idle upstream connections are closed after this, well before the registries close them
+# (QUAYSIDE_HTTP_KEEP_ALIVE_S, 15 s): a request never goes out on a connection being closed.
+IDLE_CONNECTION_S = 5.0
 OWN_PATHS = frozenset({"/health/instance", "/health/endtoend", "/gateway/status", "/metrics"})
 
 metrics_router = APIRouter(tags=["operations"])
@@ -55,7 +58,10 @@ def region_sessions(
     return {
         name: aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=settings.max_connections_per_region, limit_per_host=0, ssl=verify
+                limit=settings.max_connections_per_region,
+                limit_per_host=0,
+                ssl=verify,
+                keepalive_timeout=IDLE_CONNECTION_S,
             ),
             timeout=timeout,
             cookie_jar=aiohttp.DummyCookieJar(),

@@ -1,6 +1,6 @@
 """Health checks at Quay's paths, in Quay's answer: GET /health/instance, /health/endtoend and
 /health/warning answer ``{"data": {"services": {<name>: bool}}, "status_code": 200|503}`` with that
-HTTP status, 200 when every service is healthy.
+HTTP status: for warning, 200 when every check passes; for instance and endtoend, see below.
 
 - instance: this process reaches the database (a query), every storage location (a stat of a
   probe object, "not found" being an answer: ``storage:<location>``, ``storage`` for all of them),

@@ -381,6 +381,8 @@ def _client_for(location: S3Location) -> contextlib.AbstractAsyncContextManager[
         # Checksums only where S3 demands them: S3-compatible servers often lack the newer ones.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        retries={"mode": "standard", "max_attempts": location.max_attempts},
+        connect_timeout=location.connect_timeout_s,
     )
     return aioboto3.Session().client(
         "s3",

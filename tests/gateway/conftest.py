@@ -7,6 +7,8 @@ Clients pick their region by source address: `client_from("127.0.0.2")` binds it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -102,6 +104,7 @@ class EchoRegion:
     storage_eu_healthy: bool = True
     health_checks: int = 0
     requests: list[dict[str, object]] = field(default_factory=list)
+    endless_aborted: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
 
     @property
@@ -124,6 +127,9 @@ class EchoRegion:
             return
         if path.startswith("/download/"):
             await self._download(send, int(path.removeprefix("/download/")))
+            return
+        if path == "/endless":
+            await self._endless(receive, send)
             return
         await self._echo(scope, receive, send)
 
@@ -173,6 +179,25 @@ class EchoRegion:
             status = 307
             headers += [(b"location", b"http://s3.example:8333/bucket/blobs/sha256/ab?X-Amz-Signature=f00")]
         await _respond(send, status, headers, json.dumps(seen).encode())
+
+    async def _endless(self, receive: Receive, send: Send) -> None:
+        """A body without end, until the connection is closed (then ``endless_aborted`` is set)."""
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"\x00" * (256 * 1024)
+
+        async def stream() -> None:
+            while True:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        streaming = asyncio.create_task(stream())
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await streaming
+        self.endless_aborted.set()
 
     @staticmethod
     async def _download(send: Send, size: int) -> None:

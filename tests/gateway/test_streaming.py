@@ -81,7 +81,12 @@ async def test_a_large_upload_and_download_pass_without_the_gateway_holding_them
 
         upload_growth = await peak_growth_during(gateway.server.pid, upload)
         download_growth = await peak_growth_during(gateway.server.pid, download)
+        warm_up, big = ({name for name, _ in request["headers"]} for request in regions["us"].requests)  # type: ignore[union-attr]
 
+    # A body with a length goes on with that length, one without it chunked; nothing is added.
+    assert "content-length" in warm_up and "transfer-encoding" not in warm_up
+    assert "transfer-encoding" in big and "content-length" not in big
+    assert "content-type" not in big
     assert uploaded["body_bytes"] == BODY_BYTES
     assert uploaded["body_sha256"] == await asyncio.to_thread(sha256_of_repeated, CHUNK)
     assert downloaded_bytes == BODY_BYTES
@@ -89,3 +94,18 @@ async def test_a_large_upload_and_download_pass_without_the_gateway_holding_them
     assert downloaded.hexdigest() == await asyncio.to_thread(sha256_of_repeated, b"\x5a" * len(CHUNK))
     assert upload_growth < ALLOWED_GROWTH_BYTES, f"gateway grew by {upload_growth / 2**20:.1f} MiB"
     assert download_growth < ALLOWED_GROWTH_BYTES, f"gateway grew by {download_growth / 2**20:.1f} MiB"
+
+
+async def test_a_client_that_goes_away_ends_the_exchange_with_the_region() -> None:
+    async with (
+        echo_regions("us") as regions,
+        running_gateway({"us": regions["us"].url}) as gateway,
+    ):
+        async with client_from(US_CLIENT, gateway.url) as http, http.stream("GET", "/endless") as answer:
+            received = 0
+            async for chunk in answer.aiter_raw():
+                received += len(chunk)
+                if received >= 4 * 1024 * 1024:
+                    break
+        # The client's connection is closed: the gateway closes its own to the region.
+        await asyncio.wait_for(regions["us"].endless_aborted.wait(), timeout=15)

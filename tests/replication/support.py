@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from services.replication.worker import replicating
 from shared.config import S3Location, Settings, StorageLocation
-from shared.events.bus import BusMessage, InProcessBus
+from shared.events.bus import BusMessage, InProcessBus, Publisher
 from shared.events.models import BlobReplicated, parse_event
 from shared.events.relay import OutboxRelay
 from shared.replication import ReplicationStatus, replication_status
@@ -26,7 +26,7 @@ from shared.storage.paths import blob_path
 from tests.fixtures.registry import Account, Registry
 from tests.support.oci import push_blob
 from tests.support.registry_app import running_registry
-from tests.support.waiting import eventually
+from tests.support.waiting import wait_until
 
 TOKEN_SECRET = "test-secret-0123456789abcdef0123456789"
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ class Harness:
         async def placed() -> bool:
             return location in await self.placements(digest)
 
-        await eventually(placed, timeout_s)
+        await wait_until(placed, timeout_s)
 
     async def wait_consumed(self, timeout_s: float = 30.0) -> None:
         """Until the replication consumer has handled every BlobPushed written so far."""
@@ -116,7 +116,7 @@ class Harness:
                 )
             )
 
-        await eventually(consumed, timeout_s)
+        await wait_until(consumed, timeout_s)
 
     async def status(self) -> ReplicationStatus:
         async with self.pool.acquire() as conn:
@@ -124,7 +124,7 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def relaying(pool: asyncpg.Pool, bus: InProcessBus, database_url: str) -> AsyncIterator[None]:
+async def relaying(pool: asyncpg.Pool, bus: Publisher, database_url: str) -> AsyncIterator[None]:
     """The outbox relayed onto the bus for the block's duration (the registry worker's job)."""
     relay = asyncio.create_task(OutboxRelay(pool, bus, listen_dsn=database_url, poll_interval_s=0.5).run())
     try:

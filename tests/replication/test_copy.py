@@ -23,11 +23,12 @@ def pair(
     fs_location: FilesystemLocation,
 ) -> dict[str, StorageLocation]:
     """The source ("us", where pushes land) and the target ("eu") of each kind."""
-    return {
+    pairs: dict[str, dict[str, StorageLocation]] = {
         "s3-to-s3": {"us": us_location, "eu": eu_location},
         "filesystem-to-s3": {"us": fs_location, "eu": eu_location},
         "s3-to-filesystem": {"us": us_location, "eu": fs_location},
-    }[request.param]
+    }
+    return pairs[request.param]
 
 
 def _stored(location: StorageLocation, digest: str) -> bytes:

@@ -38,7 +38,7 @@ from tests.support.oci import push_blob
 from tests.support.process import ServerProcess, free_port
 from tests.support.registry_app import running_registry
 from tests.support.tcpproxy import TcpProxy
-from tests.support.waiting import eventually, wait_until
+from tests.support.waiting import wait_until
 
 BIG_BLOB_BYTES = 96 * 1024 * 1024
 COPY_TIMEOUT_S = 120.0
@@ -164,7 +164,7 @@ async def test_a_worker_killed_mid_copy_leaves_nothing_half_written_and_the_copy
             async def placed() -> bool:
                 return "eu" in await _placements(registry, digest)
 
-            await eventually(placed, COPY_TIMEOUT_S, step_s=0.2)
+            await wait_until(placed, COPY_TIMEOUT_S)
             copied = await registry.context.pool.fetchrow(
                 "SELECT blobs_copied, bytes_copied FROM replication_counter WHERE location = 'eu'"
             )
@@ -222,7 +222,7 @@ async def test_replication_catches_up_after_a_broker_outage_during_pushes(
             async def all_placed() -> bool:
                 return all(["eu" in await _placements(registry, digest) for digest in digests])
 
-            await eventually(all_placed, COPY_TIMEOUT_S, step_s=0.2)
+            await wait_until(all_placed, COPY_TIMEOUT_S)
         finally:
             copying.cancel()
             await asyncio.gather(copying, return_exceptions=True)

@@ -8,16 +8,19 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from services.registry.domain.blobstore import placement_locations
+from shared.config import S3Location, Settings
 from shared.oci.digest import digest_bytes
 from shared.storage.paths import blob_path
 from tests.fixtures.registry import Account, Registry, registry_settings
 from tests.fixtures.seaweed import SeaweedServer
 from tests.support.oci import push_blob
 from tests.support.registry_app import running_registry
+from tests.support.tcpproxy import TcpProxy
 from tests.support.waiting import eventually
 
 
@@ -32,6 +35,18 @@ def quick_failing_s3(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
 
 
+def two_location_settings(database_url: str, tmp_path: Path, near: S3Location, far: S3Location) -> Settings:
+    return registry_settings(database_url, tmp_path / "unused").model_copy(
+        update={
+            "storage_locations": {"near": near, "far": far},
+            "storage_preference": ["near", "far"],
+            "storage_health_failure_threshold": 2,
+            "storage_health_probe_interval_s": 60.0,
+            "health_check_timeout_s": 2.0,
+        }
+    )
+
+
 @pytest.fixture
 async def registry(
     database_url: str,
@@ -40,15 +55,7 @@ async def registry(
     quick_failing_s3: None,
 ) -> AsyncIterator[Registry]:
     near, far = near_and_far
-    settings = registry_settings(database_url, tmp_path / "unused").model_copy(
-        update={
-            "storage_locations": {"near": near.location(), "far": far.location()},
-            "storage_preference": ["near", "far"],
-            "storage_health_failure_threshold": 2,
-            "storage_health_probe_interval_s": 60.0,
-            "health_check_timeout_s": 2.0,
-        }
-    )
+    settings = two_location_settings(database_url, tmp_path, near.location(), far.location())
     async with running_registry(settings) as running:
         yield running
 
@@ -167,3 +174,50 @@ async def test_a_large_first_chunk_for_a_killed_location_lands_in_the_next_one(
 
     assert await placements(registry, digest_bytes(large)) == {"far"}
     assert pulled.content == large
+
+
+async def test_a_first_chunk_too_large_to_write_again_answers_unavailable_and_its_retry_lands_elsewhere(
+    database_url: str,
+    tmp_path: Path,
+    near_and_far: tuple[SeaweedServer, SeaweedServer],
+    quick_failing_s3: None,
+) -> None:
+    near, far = near_and_far
+    endpoint = urlsplit(near.s3.endpoint_url)
+    assert endpoint.hostname is not None and endpoint.port is not None
+    large = os.urandom(9 * 1024 * 1024)  # more than the registry keeps to write a body again
+    digest = digest_bytes(large)
+    async with TcpProxy(endpoint.hostname, endpoint.port) as proxy:
+        proxied = near.location(endpoint_url=f"http://127.0.0.1:{proxy.port}")
+        settings = two_location_settings(database_url, tmp_path, proxied, far.location())
+        async with running_registry(settings) as registry:
+            owner, repository = await owner_repository(registry)
+
+            async def body_cut_off_at_the_end() -> AsyncIterator[bytes]:
+                """The bytes, "near" becoming unreachable before the last of them (the registry has
+                read the rest by then)."""
+                pieces = [large[start : start + 1024 * 1024] for start in range(0, len(large), 1024 * 1024)]
+                for piece in pieces[:-1]:
+                    yield piece
+                await proxy.stop()
+                yield pieces[-1]
+
+            async with registry.client(owner) as client:
+                started = await client.post(f"/v2/{repository}/blobs/uploads/")
+                failed = await client.patch(started.headers["location"], content=body_cut_off_at_the_end())
+                assert failed.status_code == 503
+                assert failed.json()["errors"][0] == {
+                    "code": "UNAVAILABLE",
+                    "message": "blob storage unavailable, retry the upload",
+                    "detail": {"location": "near"},
+                }
+
+                # The session, still empty, moved to "far": the client's retry of the chunk lands there.
+                retried = await client.patch(started.headers["location"], content=large)
+                assert retried.status_code == 202, retried.text
+                done = await client.put(started.headers["location"], params={"digest": digest})
+                assert done.status_code == 201, done.text
+                pulled = await client.get(f"/v2/{repository}/blobs/{digest}")
+
+            assert await placements(registry, digest) == {"far"}
+            assert pulled.content == large

@@ -287,12 +287,6 @@ class BrowserUI:
         element = await self.wait_for(css)
         return await self._run(element.is_enabled)
 
-    async def press_enter(self, label_text: str) -> None:
-        element = await self._run(
-            self._wait, lambda _: self._input_for_label(label_text), DEFAULT_TIMEOUT_S, label_text
-        )
-        await self._run(element.send_keys, "\n")
-
     async def screenshot(self, name: str) -> Path:
         """Save the window as build/ui-screenshots/<name>.png (the test artifact); its path."""
         path = SCREENSHOT_DIR / f"{name}.png"

@@ -70,6 +70,10 @@ async def test_permissions_notifications_visibility_state_delete(ui: BrowserUI) 
     await ui.wait_for_text("State: READ_ONLY")
     assert (await ui.api.get(f"/repository/{repository}")).json()["state"] == "READ_ONLY"
 
+    # This registry runs without the mirroring API (it is a separate service here): the tab says so.
+    await ui.goto(f"#/repository/{repository}?tab=mirroring")
+    await ui.wait_for_text("The mirroring API is not served at this address")
+
     # Delete: the button stays disabled until "confirm" is typed.
     await ui.goto(f"#/repository/{repository}?tab=settings")
     await ui.click_button("Delete Repository")

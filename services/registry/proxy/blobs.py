@@ -5,7 +5,9 @@ Only blobs that a manifest of the cache repository references are fetched. A blo
 (for another repository) is linked, not fetched again. The fill runs as a task of its own that
 feeds the client through a short queue: a client that goes away does not stop it (the others
 waiting for it need it to finish). Requests that miss the same blob meanwhile, in this process or
-another, wait for the fill (coalescing) and are then served from storage like any stored blob.
+another, wait for the fill (coalescing) and are then served from storage like any stored blob. A
+HEAD or a ranged GET of a blob not stored yet fills it too, then is answered from storage (Quay's
+HEAD downloads a placeholder blob the same way). Once stored, a blob takes the normal blob path.
 """
 
 from __future__ import annotations
@@ -36,10 +38,22 @@ from shared.secret_box import UnreadableSecretError
 from shared.storage.paths import blob_path, upload_chunk_path, upload_folder
 
 CACHE_HEADER = "X-Quayside-Cache"
-_QUEUE_CHUNKS = 64
 _BATCH_BYTES = 1024 * 1024
+# Bytes waiting for the leading client beyond which the fill waits for it; and how long a piece
+# for it waits to be joined by more (see _Fill).
+_CLIENT_BUFFER_BYTES = 8 * _BATCH_BYTES
+_GATHER_S = 0.002
 # Batches on their way to storage: up to this many MiB of a fill are held in memory.
 _QUEUE_BATCHES = 8
+
+
+_PLACED = "SELECT EXISTS (SELECT 1 FROM blob_placement WHERE digest = $1)"
+# Whether a manifest of the repository ($1) references the blob ($2), and whether it is stored.
+_REFERENCED_AND_PLACED = (
+    "SELECT EXISTS (SELECT 1 FROM manifest_blob mb JOIN manifest m ON m.id = mb.manifest_id"
+    " WHERE mb.digest = $2 AND m.repository_id = $1),"
+    " EXISTS (SELECT 1 FROM blob_placement WHERE digest = $2)"
+)
 
 
 async def fill_missing_blob(
@@ -52,15 +66,10 @@ async def fill_missing_blob(
     if config is None:
         return None
     async with context.pool.acquire() as conn:
-        referenced = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM manifest_blob mb JOIN manifest m ON m.id = mb.manifest_id"
-            " WHERE mb.digest = $2 AND m.repository_id = $1)",
-            repository.id,
-            digest,
-        )
+        referenced, placed = await conn.fetchrow(_REFERENCED_AND_PLACED, repository.id, digest)
         if not referenced:
             return None
-        if await _link_if_stored(conn, repository.id, digest):
+        if placed and await _link_if_stored(conn, repository.id, digest):
             return None
     metrics.MISSES.labels("blob").inc()
     try:
@@ -68,6 +77,8 @@ async def fill_missing_blob(
 
         async def stored() -> bool | None:
             async with context.pool.acquire() as conn:
+                if not await conn.fetchval(_PLACED, digest):
+                    return None  # the usual answer while a fill runs: one statement, no transaction
                 return True if await _link_if_stored(conn, repository.id, digest) else None
 
         claimed = await context.proxy.flights.claim(
@@ -98,7 +109,7 @@ async def _link_if_stored(conn: asyncpg.Connection, repository_id: int, digest: 
     sees the link) or has deleted its rows (and the blob is filled again)."""
     async with conn.transaction():
         await blob_guard.hold_for_push(conn, [digest])
-        placed = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM blob_placement WHERE digest = $1)", digest)
+        placed = await conn.fetchval(_PLACED, digest)
         if placed:
             await link_blob(conn, repository_id, digest)
             await blob_guard.touch_links(conn, repository_id, [digest])
@@ -117,41 +128,57 @@ def _headers(digest: str, size: int | None) -> dict[str, str]:
 
 
 class _Fill:
-    """One blob's copy from the upstream into storage, feeding the leading client as it goes."""
+    """One blob's copy from the upstream into storage, feeding the leading client as it goes.
+
+    The client is sent what arrived, gathered into pieces of about 1 MiB: every send passes the
+    whole middleware stack, which for the upstream's 64 KiB reads cost more than the bytes. A piece
+    waits at most _GATHER_S for more bytes, so a slow upstream's first bytes still go out at once.
+    The reading waits only while more than _CLIENT_BUFFER_BYTES wait for a slow client."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(_QUEUE_CHUNKS)
+        self._pieces: list[bytes] = []
+        self._size = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._arrived = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
         self.client_gone = False
 
-    async def offer(self, item: bytes | BaseException | None) -> None:
-        if not self.client_gone:
-            await self.queue.put(item)
+    async def offer(self, chunk: bytes) -> None:
+        if self.client_gone:
+            return
+        self._pieces.append(chunk)
+        self._size += len(chunk)
+        self._arrived.set()
+        if self._size >= _CLIENT_BUFFER_BYTES:
+            self._drained.clear()
+            await self._drained.wait()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """No more bytes: the body is complete (verified), or fails with the error."""
+        self._ended, self._error = True, error
+        self._arrived.set()
 
     async def to_client(self) -> AsyncIterator[bytes]:
-        """The pieces as they come, those already waiting joined (up to about 1 MiB): every send
-        passes the whole middleware stack, so fewer, larger ones cost less."""
         try:
-            while (item := await self.queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                pieces = [item]
-                size = len(item)
-                while size < _BATCH_BYTES and not self.queue.empty():
-                    item = self.queue.get_nowait()
-                    if not isinstance(item, bytes):
-                        break
-                    pieces.append(item)
-                    size += len(item)
-                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                if item is None:
+            while True:
+                await self._arrived.wait()
+                if self._size < _BATCH_BYTES and not self._ended:
+                    await asyncio.sleep(_GATHER_S)  # coalescing, as Nagle's algorithm does
+                pieces, self._pieces, self._size = self._pieces, [], 0
+                self._arrived.clear()
+                self._drained.set()
+                if pieces:
+                    yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                if self._ended:
+                    if self._error is not None:
+                        raise self._error
                     return
-                if isinstance(item, BaseException):
-                    raise item
         finally:
             self.client_gone = True
-            with contextlib.suppress(asyncio.QueueEmpty):
-                while True:
-                    self.queue.get_nowait()  # unblock a fill waiting for room
+            self._pieces, self._size = [], 0
+            self._drained.set()  # a fill waiting for room goes on storing
 
 
 async def _streamed_fill(
@@ -235,7 +262,7 @@ async def _copy(
         await batches.put(None)
         if hasher.hexdigest() != expected_hex or (size is not None and received != size):
             raise UpstreamError(f"the upstream served blob {digest} with the wrong content", "invalid")
-        await fill.offer(None)
+        fill.end()
         return received
 
     try:
@@ -263,7 +290,7 @@ async def _copy(
                     ),
                 )
     except BaseException as error:
-        await fill.offer(error if isinstance(error, Exception) else None)
+        fill.end(error if isinstance(error, Exception) else RuntimeError("the fill was cancelled"))
         with contextlib.suppress(Exception):
             await driver.delete(upload_folder(staging))
         if not isinstance(error, Exception):

@@ -1,5 +1,11 @@
 """Manifest pulls in a cache organization: answered from the cache while fresh, else checked against
-the upstream (HEAD), fetched when the upstream names content the cache lacks, and stored.
+the upstream (a HEAD when a copy is cached; without one, the manifest is fetched at once), fetched
+when the upstream names content the cache lacks, and stored: an image or an index with every child
+manifest it lacks in one transaction, charged against the organization's Reject limit, evicting the
+least recently pulled cached images when it is reached (proxy/eviction.py).
+
+A fresh tag's manifest is handed to the process's in-memory manifest cache, so that later pulls take
+the same path (and the same queries: none) as a normal repository's (v2/manifests.py).
 
 A tag is fresh for ``expiration_s`` after its last check against the upstream (proxy_cache_tag);
 every pull keeps it alive that long (its lifetime_end, as Quay does), so a tag nobody pulls expires
@@ -26,7 +32,12 @@ from services.registry.domain.repositories import Repository, ensure_repository
 from services.registry.proxy import eviction, metrics
 from services.registry.proxy.coalescing import DATABASE_UNAVAILABLE, Lead
 from services.registry.proxy.config import ProxyCacheConfig
-from services.registry.proxy.upstream import is_outage, refuse_fills_while_read_only, upstream_failure
+from services.registry.proxy.upstream import (
+    ReadOnlyFillError,
+    is_outage,
+    refuse_fills_while_read_only,
+    upstream_failure,
+)
 from services.registry.v2.access import Grant, authorize
 from services.registry.v2.errors import RegistryError
 from shared import blob_guard
@@ -232,6 +243,8 @@ async def _by_tag(
         if cached is None or not is_outage(error):
             raise upstream_failure(error, grant.full_name, tag) from error
         metrics.STALE_SERVES.inc()
+        if isinstance(error, ReadOnlyFillError):
+            return cached.manifest, "stale", False  # nothing is written while read-only
         async with context.pool.acquire() as conn:
             await record(
                 conn,

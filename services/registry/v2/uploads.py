@@ -188,15 +188,14 @@ async def _append(
             raise _upload_invalid(str(error)) from error
         except StorageError as error:
             failed = session.location
+            logger.warning("upload %s: writing to location %s failed: %s", session.id, failed, error)
             untried = [location for location in context.locations.write_order() if location not in tried]
             if session.byte_offset != 0 or not untried:
                 raise _storage_unavailable(failed) from error
             session = await _relocated(context, name, session, untried[0])
             if not body.replayable:
                 raise _storage_unavailable(failed) from error
-            logger.warning(
-                "upload %s: location %s failed (%s), writing to %s", session.id, failed, error, untried[0]
-            )
+            logger.warning("upload %s: writing the chunk again, to location %s", session.id, untried[0])
 
 
 async def _in_healthy_location(context: RegistryContext, name: str, session: UploadSession) -> UploadSession:
@@ -275,6 +274,7 @@ async def _complete(
     except StoredChunksError as error:
         raise _upload_invalid(str(error)) from error
     except StorageError as error:
+        logger.warning("upload %s: completing in location %s failed: %s", session.id, session.location, error)
         raise _storage_unavailable(session.location) from error
     return _created(name, digest)
 

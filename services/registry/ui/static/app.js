@@ -1,7 +1,7 @@
 // The shell: hash router, top bar, navigation, user menu (theme, sign out), global message and
 // read-only banners, and the sign-in redirect that brings the user back to the page they were on.
 import { h, clear } from './lib/dom.js';
-import { api, ApiError, currentUser, forgetUser, signOut } from './lib/api.js';
+import { api, ApiError, currentUser, signOut } from './lib/api.js';
 import { errorBox, loading, toast } from './lib/components.js';
 
 const ROUTE_FILES = ['./routes_repository.js', './routes_organization.js'];
@@ -218,7 +218,7 @@ async function render() {
   }
   document.title = `${found.route.title} · Quayside`;
   main.append(loading());
-  const ctx = { user, navigate, refresh: render, replaceQuery, forgetUser };
+  const ctx = { user, navigate, refresh: render, replaceQuery };
   try {
     const page = await found.route.load();
     if (count !== renderCount) return;

@@ -23,7 +23,9 @@ export function choiceSelect(choices, value, props = {}) {
   return h(
     'select',
     props,
-    Object.entries(choices).map(([key, label]) => h('option', { value: key, selected: key === value }, label)),
+    Object.entries(choices).map(([key, label]) =>
+      h('option', { value: key, selected: key === value }, label),
+    ),
   );
 }
 
@@ -45,7 +47,14 @@ export function errorText(error) {
  * promise resolves with onSubmit's result (true when it answers nothing). Cancel (button or
  * Escape) resolves with null. Focus moves into the dialog and back to where it was when it closes.
  */
-export function openDialog({ title, body, submitText = 'Save', cancelText = 'Cancel', onSubmit, danger = false }) {
+export function openDialog({
+  title,
+  body,
+  submitText = 'Save',
+  cancelText = 'Cancel',
+  onSubmit,
+  danger = false,
+}) {
   return new Promise((resolve) => {
     const previous = document.activeElement;
     const titleId = `org-dialog-title-${++dialogCounter}`;

@@ -75,7 +75,11 @@ async function exportLogs(base, range) {
 
 export async function renderLogs(panel, { base }) {
   const today = new Date();
-  const from = h('input', { type: 'date', name: 'from', value: isoDay(new Date(today.getTime() - (DEFAULT_DAYS - 1) * DAY_MS)) });
+  const from = h('input', {
+    type: 'date',
+    name: 'from',
+    value: isoDay(new Date(today.getTime() - (DEFAULT_DAYS - 1) * DAY_MS)),
+  });
   const to = h('input', { type: 'date', name: 'to', value: isoDay(today) });
   const performer = h('input', { type: 'text', name: 'performer', autocomplete: 'off' });
   const filter = h('input', { type: 'search', name: 'filter', autocomplete: 'off' });

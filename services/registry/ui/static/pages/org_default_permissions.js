@@ -113,7 +113,9 @@ export async function renderDefaultPermissions(panel, organization, ctx) {
         key: 'role',
         label: 'Permission',
         render: (row) => {
-          const select = roleSelect(row.role, { 'aria-label': `Permission of ${accountLabel(row.delegate)}` });
+          const select = roleSelect(row.role, {
+            'aria-label': `Permission of ${accountLabel(row.delegate)}`,
+          });
           select.addEventListener('change', () => changeRole(org, row, select.value));
           return select;
         },
@@ -137,7 +139,11 @@ export async function renderDefaultPermissions(panel, organization, ctx) {
       { class: 'hint' },
       'Default permissions are granted automatically to a repository when it is created, in addition to its creator.',
     ),
-    actions(button('Create default permission', () => createDefaultPermission(organization, ctx), { class: 'primary' })),
+    actions(
+      button('Create default permission', () => createDefaultPermission(organization, ctx), {
+        class: 'primary',
+      }),
+    ),
     table.element,
   );
 }

@@ -38,7 +38,11 @@ function tabList(organization, ctx) {
       label: 'Default permissions',
       render: (panel) => renderDefaultPermissions(panel, organization, ctx),
     },
-    { id: 'logs', label: 'Logs', render: (panel) => renderLogs(panel, { base: `/organization/${seg(name)}` }) },
+    {
+      id: 'logs',
+      label: 'Logs',
+      render: (panel) => renderLogs(panel, { base: `/organization/${seg(name)}` }),
+    },
     { id: 'quota', label: 'Quota', render: (panel) => renderQuota(panel, organization, ctx) },
     { id: 'proxycache', label: 'Proxy cache', render: (panel) => renderProxyCache(panel, organization, ctx) },
     { id: 'settings', label: 'Settings', render: (panel) => renderSettings(panel, organization, ctx) },

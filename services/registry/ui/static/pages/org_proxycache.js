@@ -42,10 +42,20 @@ function configuredView(org, config, ctx) {
 }
 
 function configurationForm(org, ctx) {
-  const upstream = h('input', { type: 'text', name: 'upstream_registry', required: true, autocomplete: 'off' });
+  const upstream = h('input', {
+    type: 'text',
+    name: 'upstream_registry',
+    required: true,
+    autocomplete: 'off',
+  });
   const username = h('input', { type: 'text', name: 'username', autocomplete: 'off' });
   const password = h('input', { type: 'password', name: 'password', autocomplete: 'new-password' });
-  const expiration = h('input', { type: 'number', name: 'expiration_s', min: 1, value: DEFAULT_EXPIRATION_S });
+  const expiration = h('input', {
+    type: 'number',
+    name: 'expiration_s',
+    min: 1,
+    value: DEFAULT_EXPIRATION_S,
+  });
   const insecure = h('input', { type: 'checkbox', name: 'insecure' });
   const outcome = h('div', { 'aria-live': 'polite' });
   const body = () => {
@@ -62,7 +72,9 @@ function configurationForm(org, ctx) {
     outcome.replaceChildren();
     try {
       await api('POST', `/organization/${seg(org)}/proxycache/validate`, body());
-      outcome.replaceChildren(h('p', { class: 'status-ok' }, 'The upstream answers and takes the credentials.'));
+      outcome.replaceChildren(
+        h('p', { class: 'status-ok' }, 'The upstream answers and takes the credentials.'),
+      );
     } catch (error) {
       outcome.replaceChildren(errorBox(error));
     }
@@ -89,11 +101,18 @@ function configurationForm(org, ctx) {
     field('Expiration (seconds a cached tag is served without asking the upstream)', expiration),
     h('label', { class: 'radio' }, insecure, 'Insecure: do not verify the upstream TLS certificate'),
     outcome,
-    actions(button('Validate', validate, { class: 'secondary' }), h('button', { type: 'submit', class: 'primary' }, 'Save')),
+    actions(
+      button('Validate', validate, { class: 'secondary' }),
+      h('button', { type: 'submit', class: 'primary' }, 'Save'),
+    ),
   );
   return section(
     'Proxy cache',
-    h('p', { class: 'hint' }, 'A cache organization serves the upstream registry\'s images under its own name, pulled on first use.'),
+    h(
+      'p',
+      { class: 'hint' },
+      "A cache organization serves the upstream registry's images under its own name, pulled on first use.",
+    ),
     form,
   );
 }

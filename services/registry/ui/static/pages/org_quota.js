@@ -5,7 +5,16 @@
 import { h } from '../lib/dom.js';
 import { api } from '../lib/api.js';
 import { confirmDialog, dataTable, field, formatBytes, toast } from '../lib/components.js';
-import { actions, button, choiceSelect, errorText, openDialog, quotaMeter, section, seg } from '../lib/org_components.js';
+import {
+  actions,
+  button,
+  choiceSelect,
+  errorText,
+  openDialog,
+  quotaMeter,
+  section,
+  seg,
+} from '../lib/org_components.js';
 
 async function setQuota(org, quota, ctx) {
   const size = h('input', {
@@ -31,7 +40,12 @@ async function setQuota(org, quota, ctx) {
 }
 
 async function removeQuota(org, quota, ctx) {
-  if (!(await confirmDialog({ title: 'Remove the quota', message: `Remove the ${formatBytes(quota.limit_bytes)} quota of ${org}?` }))) {
+  if (
+    !(await confirmDialog({
+      title: 'Remove the quota',
+      message: `Remove the ${formatBytes(quota.limit_bytes)} quota of ${org}?`,
+    }))
+  ) {
     return;
   }
   try {
@@ -45,7 +59,14 @@ async function removeQuota(org, quota, ctx) {
 
 async function addLimit(org, quota, ctx) {
   const type = choiceSelect({ Warning: 'Warning', Reject: 'Reject' }, 'Warning', { name: 'type' });
-  const percent = h('input', { type: 'number', name: 'percent', min: 1, max: 100, value: 80, required: true });
+  const percent = h('input', {
+    type: 'number',
+    name: 'percent',
+    min: 1,
+    max: 100,
+    value: 80,
+    required: true,
+  });
   const saved = await openDialog({
     title: 'Add a quota limit',
     body: [field('Action', type), field('Threshold (percent of the quota)', percent)],
@@ -86,10 +107,14 @@ function limitsTable(org, quota, superuser, ctx) {
     columns.push({
       key: 'actions',
       label: 'Actions',
-      render: (limit) => button('Remove', () => removeLimit(org, quota, limit, ctx), { 'aria-label': `Remove the ${limit.type} limit` }),
+      render: (limit) =>
+        button('Remove', () => removeLimit(org, quota, limit, ctx), {
+          'aria-label': `Remove the ${limit.type} limit`,
+        }),
     });
   }
-  return dataTable({ columns, rows: quota.limits, emptyText: 'No limits: the quota is only reported.' }).element;
+  return dataTable({ columns, rows: quota.limits, emptyText: 'No limits: the quota is only reported.' })
+    .element;
 }
 
 export async function renderQuota(panel, organization, ctx) {

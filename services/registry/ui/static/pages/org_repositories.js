@@ -11,7 +11,12 @@ function repositoryTable(repositories) {
       {
         key: 'name',
         label: 'Name',
-        render: (row) => h('a', { href: `#/repository/${seg(row.namespace)}/${row.name.split('/').map(seg).join('/')}` }, row.name),
+        render: (row) =>
+          h(
+            'a',
+            { href: `#/repository/${seg(row.namespace)}/${row.name.split('/').map(seg).join('/')}` },
+            row.name,
+          ),
       },
       { key: 'is_public', label: 'Visibility', render: (row) => (row.is_public ? 'Public' : 'Private') },
       { key: 'description', label: 'Description', render: (row) => row.description || '' },
@@ -28,11 +33,17 @@ function repositoryTable(repositories) {
 
 async function createRepository(organization, ctx) {
   const name = h('input', { type: 'text', name: 'repository', required: true, autocomplete: 'off' });
-  const visibility = choiceSelect({ private: 'Private', public: 'Public' }, 'private', { name: 'visibility' });
+  const visibility = choiceSelect({ private: 'Private', public: 'Public' }, 'private', {
+    name: 'visibility',
+  });
   const description = h('textarea', { name: 'description', rows: 3 });
   const created = await openDialog({
     title: `Create repository in ${organization.name}`,
-    body: [field('Repository name', name), field('Visibility', visibility), field('Description', description)],
+    body: [
+      field('Repository name', name),
+      field('Visibility', visibility),
+      field('Description', description),
+    ],
     submitText: 'Create',
     onSubmit: async () => {
       await api('POST', '/repository', {
@@ -53,7 +64,9 @@ async function createRepository(organization, ctx) {
 /** Whether the caller may create repositories here: an administrator, or a member of a creator team. */
 function canCreate(organization, user) {
   if (organization.is_admin || (user && user.super_user)) return true;
-  return Boolean(user && (user.organizations || []).some((org) => org.name === organization.name && org.can_create_repo));
+  return Boolean(
+    user && (user.organizations || []).some((org) => org.name === organization.name && org.can_create_repo),
+  );
 }
 
 export async function renderRepositories(panel, organization, ctx) {

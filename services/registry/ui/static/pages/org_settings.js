@@ -33,8 +33,15 @@ async function deleteOrganization(org, ctx) {
 
 export async function renderSettings(panel, organization, ctx) {
   const org = organization.name;
-  const email = h('input', { type: 'email', name: 'email', value: organization.email || '', autocomplete: 'off' });
-  const timeMachine = choiceSelect(TIME_MACHINE_CHOICES, String(organization.tag_expiration_s), { name: 'tag_expiration_s' });
+  const email = h('input', {
+    type: 'email',
+    name: 'email',
+    value: organization.email || '',
+    autocomplete: 'off',
+  });
+  const timeMachine = choiceSelect(TIME_MACHINE_CHOICES, String(organization.tag_expiration_s), {
+    name: 'tag_expiration_s',
+  });
   const outcome = h('div', { 'aria-live': 'polite' });
   const form = h(
     'form',
@@ -62,6 +69,9 @@ export async function renderSettings(panel, organization, ctx) {
   );
   panel.append(
     section('Organization settings', form),
-    section('Delete organization', actions(button('Delete organization', () => deleteOrganization(org, ctx), { class: 'danger' }))),
+    section(
+      'Delete organization',
+      actions(button('Delete organization', () => deleteOrganization(org, ctx), { class: 'danger' })),
+    ),
   );
 }

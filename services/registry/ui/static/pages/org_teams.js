@@ -20,7 +20,8 @@ import {
   seg,
 } from '../lib/org_components.js';
 
-const repositoryPath = (org, repository) => `/repository/${seg(org)}/${repository.split('/').map(seg).join('/')}`;
+const repositoryPath = (org, repository) =>
+  `/repository/${seg(org)}/${repository.split('/').map(seg).join('/')}`;
 
 /**
  * A role select (None, Read, Write, Admin) per repository, preset from `current` (name → role).
@@ -83,10 +84,14 @@ function memberPicker(org) {
           'li',
           {},
           name,
-          button('Remove', () => {
-            chosen.splice(chosen.indexOf(name), 1);
-            redraw();
-          }, { 'aria-label': `Remove ${name}`, class: 'link' }),
+          button(
+            'Remove',
+            () => {
+              chosen.splice(chosen.indexOf(name), 1);
+              redraw();
+            },
+            { 'aria-label': `Remove ${name}`, class: 'link' },
+          ),
         ),
       ),
     );
@@ -188,7 +193,9 @@ function teamView(organization, ctx) {
         key: 'name',
         label: 'Team name',
         render: (team) =>
-          team.can_view ? h('a', { href: `#/organization/${seg(org)}/teams/${seg(team.name)}` }, team.name) : team.name,
+          team.can_view
+            ? h('a', { href: `#/organization/${seg(org)}/teams/${seg(team.name)}` }, team.name)
+            : team.name,
       },
       { key: 'description', label: 'Description', render: (team) => team.description || '' },
       { key: 'member_count', label: 'Members' },
@@ -200,13 +207,20 @@ function teamView(organization, ctx) {
         render: (team) =>
           organization.is_admin
             ? rowActions(
-                h('a', { href: `#/organization/${seg(org)}/teams/${seg(team.name)}`, class: 'button secondary' }, 'Manage team members'),
+                h(
+                  'a',
+                  { href: `#/organization/${seg(org)}/teams/${seg(team.name)}`, class: 'button secondary' },
+                  'Manage team members',
+                ),
                 button('Set repository permissions', () => setTeamPermissions(org, team.name, ctx), {
                   'aria-label': `Set repository permissions of ${team.name}`,
                 }),
                 team.name === 'owners'
                   ? null
-                  : button('Delete', () => deleteTeam(org, team.name, ctx), { class: 'danger', 'aria-label': `Delete team ${team.name}` }),
+                  : button('Delete', () => deleteTeam(org, team.name, ctx), {
+                      class: 'danger',
+                      'aria-label': `Delete team ${team.name}`,
+                    }),
               )
             : '',
       },
@@ -251,7 +265,11 @@ function membersView({ members, direct }) {
     columns: [
       { key: 'name', label: 'User name', render: (row) => (row.is_robot ? `${row.name} (robot)` : row.name) },
       { key: 'teams', label: 'Teams', render: (row) => row.teams.join(', ') },
-      { key: 'grants', label: 'Direct repository permissions', render: (row) => row.grants.join(', ') || 'None' },
+      {
+        key: 'grants',
+        label: 'Direct repository permissions',
+        render: (row) => row.grants.join(', ') || 'None',
+      },
     ],
     rows,
     emptyText: 'No team members.',
@@ -279,7 +297,8 @@ export async function renderTeams(panel, organization, ctx) {
   const views = {
     team: async () => teamView(organization, ctx),
     members: async () => membersView(membershipData || (membershipData = await membership(organization))),
-    collaborators: async () => collaboratorsView(membershipData || (membershipData = await membership(organization))),
+    collaborators: async () =>
+      collaboratorsView(membershipData || (membershipData = await membership(organization))),
   };
   const labels = { team: 'Team View', members: 'Members View', collaborators: 'Collaborators View' };
   const switches = Object.keys(views).map((id) =>
@@ -297,9 +316,15 @@ export async function renderTeams(panel, organization, ctx) {
   const canViewMembers = organization.is_admin;
   panel.append(
     actions(
-      organization.is_admin ? button('Create new team', () => createTeam(organization, ctx), { class: 'primary' }) : null,
+      organization.is_admin
+        ? button('Create new team', () => createTeam(organization, ctx), { class: 'primary' })
+        : null,
     ),
-    h('div', { class: 'org-switch', role: 'group', 'aria-label': 'View' }, canViewMembers ? switches : switches[0]),
+    h(
+      'div',
+      { class: 'org-switch', role: 'group', 'aria-label': 'View' },
+      canViewMembers ? switches : switches[0],
+    ),
     holder,
   );
   await show('team');

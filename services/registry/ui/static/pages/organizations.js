@@ -68,7 +68,8 @@ async function deleteOrganizations(table, ctx) {
     }
   }
   if (failures.length) toast(`Failed to delete: ${failures.join('; ')}`, 'error');
-  else toast(names.length === 1 ? `Deleted organization ${names[0]}` : `Deleted ${names.length} organizations`);
+  else
+    toast(names.length === 1 ? `Deleted organization ${names[0]}` : `Deleted ${names.length} organizations`);
   ctx.refresh();
 }
 
@@ -84,7 +85,11 @@ export async function render(root, params, ctx) {
   }
   const table = dataTable({
     columns: [
-      { key: 'name', label: 'Name', render: (row) => h('a', { href: `#/organization/${seg(row.name)}` }, row.name) },
+      {
+        key: 'name',
+        label: 'Name',
+        render: (row) => h('a', { href: `#/organization/${seg(row.name)}` }, row.name),
+      },
       { key: 'repositories', label: 'Repo Count' },
       { key: 'role', label: 'Your role' },
     ],

@@ -46,7 +46,7 @@ export async function renderTags(panel, ctx) {
   const pages = [null]; // next_page tokens: pages[i] starts page i+1
   let pageIndex = 0;
   let table = null;
-  const filter = h('input', { type: 'search', name: 'filter', value: ctx.query?.get?.('filter') || '' });
+  const filter = h('input', { type: 'search', name: 'filter' });
   const slot = h('div');
   const pageLabel = h('span', { class: 'muted', 'aria-live': 'polite' });
   const previous = h('button', { type: 'button', class: 'secondary' }, 'Previous page');

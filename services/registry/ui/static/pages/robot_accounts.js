@@ -69,12 +69,17 @@ async function createRobot(owner, ctx) {
     onSubmit: async () => {
       let answer;
       try {
-        answer = await api('PUT', `${owner.base}/robots/${seg(name.value.trim())}`, { description: description.value });
+        answer = await api('PUT', `${owner.base}/robots/${seg(name.value.trim())}`, {
+          description: description.value,
+        });
       } catch (error) {
         throw new Error(`Error creating robot account: ${errorText(error)}`);
       }
       for (const team of teamList.chosen()) {
-        await api('PUT', `/organization/${seg(owner.namespace)}/team/${seg(team)}/members/${seg(answer.name)}`);
+        await api(
+          'PUT',
+          `/organization/${seg(owner.namespace)}/team/${seg(team)}/members/${seg(answer.name)}`,
+        );
       }
       for (const repository of repositoryList.chosen()) {
         await api('PUT', permissionPath(owner.namespace, repository, answer.name), { role: role.value });
@@ -162,7 +167,11 @@ export async function renderRobots(panel, owner, ctx) {
   ];
   if (admin) {
     if (owner.organization) {
-      columns.push({ key: 'teams', label: 'Teams', render: (robot) => (robot.teams || []).map((team) => team.name).join(', ') });
+      columns.push({
+        key: 'teams',
+        label: 'Teams',
+        render: (robot) => (robot.teams || []).map((team) => team.name).join(', '),
+      });
     }
     columns.push({
       key: 'repositories',
@@ -180,8 +189,13 @@ export async function renderRobots(panel, owner, ctx) {
           button('Set repository permissions', () => setRepositoryPermissions(owner, robot, ctx), {
             'aria-label': `Set repository permissions of ${robot.name}`,
           }),
-          button('Regenerate token', () => regenerateToken(owner, robot), { 'aria-label': `Regenerate the token of ${robot.name}` }),
-          button('Delete', () => deleteRobots(owner, [robot], ctx), { class: 'danger', 'aria-label': `Delete ${robot.name}` }),
+          button('Regenerate token', () => regenerateToken(owner, robot), {
+            'aria-label': `Regenerate the token of ${robot.name}`,
+          }),
+          button('Delete', () => deleteRobots(owner, [robot], ctx), {
+            class: 'danger',
+            'aria-label': `Delete ${robot.name}`,
+          }),
         ),
     });
   }

@@ -17,5 +17,8 @@ export async function render(root, params, ctx) {
   ];
   const requested = params.query.get('tab');
   const active = list.some((tab) => tab.id === requested) ? requested : 'robots';
-  root.append(pageHeader(`Account ${user.username}`), tabs(list, active, (id) => ctx.replaceQuery({ tab: id })));
+  root.append(
+    pageHeader(`Account ${user.username}`),
+    tabs(list, active, (id) => ctx.replaceQuery({ tab: id })),
+  );
 }

@@ -5,7 +5,16 @@
 
 import { h } from '../lib/dom.js';
 import { api } from '../lib/api.js';
-import { confirmDialog, dataTable, field, formatBytes, formatTime, pageHeader, tabs, toast } from '../lib/components.js';
+import {
+  confirmDialog,
+  dataTable,
+  field,
+  formatBytes,
+  formatTime,
+  pageHeader,
+  tabs,
+  toast,
+} from '../lib/components.js';
 import {
   actions,
   rowActions,
@@ -93,7 +102,10 @@ async function renderUsers(panel, ctx) {
                 button(user.enabled ? 'Disable' : 'Enable', () => setEnabled(user, !user.enabled, ctx), {
                   'aria-label': `${user.enabled ? 'Disable' : 'Enable'} ${user.username}`,
                 }),
-                button('Delete', () => deleteUser(user, ctx), { class: 'danger', 'aria-label': `Delete ${user.username}` }),
+                button('Delete', () => deleteUser(user, ctx), {
+                  class: 'danger',
+                  'aria-label': `Delete ${user.username}`,
+                }),
               ),
       },
     ],
@@ -112,9 +124,17 @@ async function renderOrganizations(panel) {
   const rows = organizations.map((org) => ({ ...org, usage: byName.get(org.name) }));
   const table = dataTable({
     columns: [
-      { key: 'name', label: 'Organization', render: (row) => h('a', { href: `#/organization/${seg(row.name)}` }, row.name) },
+      {
+        key: 'name',
+        label: 'Organization',
+        render: (row) => h('a', { href: `#/organization/${seg(row.name)}` }, row.name),
+      },
       { key: 'email', label: 'Email', render: (row) => row.email || '' },
-      { key: 'used', label: 'Storage used', render: (row) => formatBytes(row.usage ? row.usage.usage_bytes : 0) },
+      {
+        key: 'used',
+        label: 'Storage used',
+        render: (row) => formatBytes(row.usage ? row.usage.usage_bytes : 0),
+      },
       {
         key: 'limit',
         label: 'Quota',
@@ -151,7 +171,10 @@ async function createMessage(ctx) {
 }
 
 async function deleteMessage(message, ctx) {
-  if (!(await confirmDialog({ title: 'Delete message', message: 'Stop showing this message to every user?' }))) return;
+  if (
+    !(await confirmDialog({ title: 'Delete message', message: 'Stop showing this message to every user?' }))
+  )
+    return;
   try {
     await api('DELETE', `/message/${seg(message.uuid)}`);
     toast('Deleted the message.');
@@ -166,33 +189,58 @@ async function renderMessages(panel, ctx) {
   const stored = messages.filter((message) => message.uuid !== READ_ONLY_BANNER_UUID);
   const table = dataTable({
     columns: [
-      { key: 'content', label: 'Message', render: (message) => h('span', { class: 'org-message' }, message.content) },
-      { key: 'severity', label: 'Severity', render: (message) => SEVERITIES[message.severity] || message.severity },
-      { key: 'media_type', label: 'Format', render: (message) => MEDIA_TYPES[message.media_type] || message.media_type },
+      {
+        key: 'content',
+        label: 'Message',
+        render: (message) => h('span', { class: 'org-message' }, message.content),
+      },
+      {
+        key: 'severity',
+        label: 'Severity',
+        render: (message) => SEVERITIES[message.severity] || message.severity,
+      },
+      {
+        key: 'media_type',
+        label: 'Format',
+        render: (message) => MEDIA_TYPES[message.media_type] || message.media_type,
+      },
       {
         key: 'actions',
         label: 'Actions',
         render: (message) =>
-          button('Delete', () => deleteMessage(message, ctx), { class: 'danger', 'aria-label': 'Delete this message' }),
+          button('Delete', () => deleteMessage(message, ctx), {
+            class: 'danger',
+            'aria-label': 'Delete this message',
+          }),
       },
     ],
     rows: stored,
     emptyText: 'No global messages.',
   });
-  panel.append(actions(button('Create message', () => createMessage(ctx), { class: 'primary' })), table.element);
+  panel.append(
+    actions(button('Create message', () => createMessage(ctx), { class: 'primary' })),
+    table.element,
+  );
 }
 
 function stateText(state) {
   if (!state.read_only) return 'The registry accepts writes (read-only mode is off).';
   const until = state.expires_at ? `, until ${formatTime(state.expires_at)}` : '';
   const why = state.reason ? `: ${state.reason}` : '';
-  const source = state.forced_by_config ? ' (set by QUAYSIDE_REGISTRY_STATE: only the configuration lifts it)' : '';
+  const source = state.forced_by_config
+    ? ' (set by QUAYSIDE_REGISTRY_STATE: only the configuration lifts it)'
+    : '';
   return `The registry is read-only${until}${why}${source}.`;
 }
 
 function renderRegistryState(panel, ctx, state) {
   const reason = h('input', { type: 'text', name: 'reason', autocomplete: 'off', maxlength: 500 });
-  const expires = h('input', { type: 'text', name: 'expires_in', autocomplete: 'off', placeholder: '30m, 2h, 1d' });
+  const expires = h('input', {
+    type: 'text',
+    name: 'expires_in',
+    autocomplete: 'off',
+    placeholder: '30m, 2h, 1d',
+  });
   const change = async (readOnly) => {
     const body = { read_only: readOnly, reason: readOnly ? reason.value : '' };
     if (readOnly && expires.value.trim()) body.expires_in = expires.value.trim();
@@ -204,7 +252,9 @@ function renderRegistryState(panel, ctx, state) {
       toast(errorText(error), 'error');
     }
   };
-  const changedBy = state.changed_by ? `Last changed by ${state.changed_by}, ${formatTime(state.changed_at)}.` : '';
+  const changedBy = state.changed_by
+    ? `Last changed by ${state.changed_by}, ${formatTime(state.changed_at)}.`
+    : '';
   const controls = state.read_only
     ? actions(button('Switch read-only mode off', () => change(false), { disabled: state.forced_by_config }))
     : h(
@@ -240,9 +290,16 @@ export async function render(root, params, ctx) {
     { id: 'users', label: 'Users', render: guarded((panel) => renderUsers(panel, ctx)) },
     { id: 'organizations', label: 'Organizations', render: guarded((panel) => renderOrganizations(panel)) },
     { id: 'messages', label: 'Global messages', render: guarded((panel) => renderMessages(panel, ctx)) },
-    { id: 'registrystate', label: 'Read-only mode', render: guarded(async (panel) => renderRegistryState(panel, ctx, state)) },
+    {
+      id: 'registrystate',
+      label: 'Read-only mode',
+      render: guarded(async (panel) => renderRegistryState(panel, ctx, state)),
+    },
   ];
   const requested = params.query.get('tab');
   const active = list.some((tab) => tab.id === requested) ? requested : 'users';
-  root.append(pageHeader('Superuser'), tabs(list, active, (id) => ctx.replaceQuery({ tab: id })));
+  root.append(
+    pageHeader('Superuser'),
+    tabs(list, active, (id) => ctx.replaceQuery({ tab: id })),
+  );
 }

@@ -20,7 +20,13 @@ import { applyTeamRoles, repositoryRolesFieldset, teamRoles } from './org_teams.
 function membersSection(org, team, answer, ctx) {
   const teamPath = `/organization/${seg(org)}/team/${seg(team)}`;
   const remove = async (name) => {
-    if (!(await confirmDialog({ title: 'Remove member', message: `Remove ${name} from ${team}?`, confirmText: 'Remove' }))) {
+    if (
+      !(await confirmDialog({
+        title: 'Remove member',
+        message: `Remove ${name} from ${team}?`,
+        confirmText: 'Remove',
+      }))
+    ) {
       return;
     }
     try {
@@ -39,7 +45,9 @@ function membersSection(org, team, answer, ctx) {
         key: 'actions',
         label: 'Actions',
         render: (member) =>
-          answer.can_edit ? button('Remove', () => remove(member.name), { 'aria-label': `Remove ${member.name}` }) : '',
+          answer.can_edit
+            ? button('Remove', () => remove(member.name), { 'aria-label': `Remove ${member.name}` })
+            : '',
       },
     ],
     rows: answer.members,
