@@ -73,6 +73,9 @@ class Result(BaseModel):
     lag_max_s: float
     blobs_per_s: float
     mib_per_s: float
+    # Push commit to the consumer's transaction that queued the copy (event delivery), p50 and p95.
+    queued_p50_s: float
+    queued_p95_s: float
     # From the replication service's quayside_replication_copy_seconds: one copy, read to record.
     copy_mean_s: float
 
@@ -181,6 +184,19 @@ async def _placed_at(conn: asyncpg.Connection, digests: list[str]) -> dict[str, 
     return {row["digest"]: row["at"] for row in rows}
 
 
+async def _queued_at(conn: asyncpg.Connection, prefix: str, digests: list[str]) -> dict[str, float]:
+    """When the replication consumer handled each blob's BlobPushed (its transaction's start)."""
+    rows = await conn.fetch(
+        "SELECT o.payload->>'digest' AS digest, extract(epoch FROM min(p.processed_at))::float8 AS at"
+        " FROM event_outbox o JOIN processed_event p ON p.event_id = o.event_id AND p.consumer = $1"
+        " WHERE o.routing_key = 'blob.pushed' AND o.payload->>'digest' = ANY($2::text[])"
+        " GROUP BY o.payload->>'digest'",
+        f"{prefix}.blob-pushed",
+        digests,
+    )
+    return {row["digest"]: row["at"] for row in rows}
+
+
 async def measure(scale: Scale, work: Path) -> Result:
     exchange = f"bench-replication-{uuid.uuid4().hex[:8]}"
     async with bench_database() as database_url, _seaweed_pair(work) as locations:
@@ -220,6 +236,7 @@ async def measure(scale: Scale, work: Path) -> Result:
                         await asyncio.sleep(0.5)
                         placed = await _placed_at(conn, digests)
                     metrics = (await client.get(f"http://127.0.0.1:{replication_port}/metrics")).text
+                    queued = await _queued_at(conn, exchange, digests)
             finally:
                 await _delete_queues(exchange)
         finally:
@@ -227,6 +244,7 @@ async def measure(scale: Scale, work: Path) -> Result:
     if len(placed) < len(pushes):
         raise RuntimeError(f"only {len(placed)} of {len(pushes)} blobs reached eu within {DRAIN_TIMEOUT_S} s")
     lags = [placed[push.digest] - push.committed_at for push in pushes]
+    deliveries = [queued[push.digest] - push.committed_at for push in pushes if push.digest in queued]
     window = max(placed.values()) - min(push.committed_at for push in pushes)
     return Result(
         pushes=len(pushes),
@@ -235,6 +253,8 @@ async def measure(scale: Scale, work: Path) -> Result:
         lag_max_s=max(lags),
         blobs_per_s=len(pushes) / window,
         mib_per_s=len(pushes) * scale.blob_bytes / MIB / window,
+        queued_p50_s=_percentile(deliveries, 0.5),
+        queued_p95_s=_percentile(deliveries, 0.95),
         copy_mean_s=_metric(metrics, "quayside_replication_copy_seconds_sum")
         / max(_metric(metrics, "quayside_replication_copy_seconds_count"), 1.0),
     )
@@ -265,6 +285,9 @@ def render(result: Result, scale: Scale) -> Table:
     table.add_row("lag max (s)", f"{result.lag_max_s:.2f}", "", "")
     table.add_row("replicated blobs/s", f"{result.blobs_per_s:.2f}", "", "")
     table.add_row("replicated MiB/s", f"{result.mib_per_s:.1f}", "", "")
+    table.add_row(
+        "push to copy queued p50 / p95 (s)", f"{result.queued_p50_s:.2f} / {result.queued_p95_s:.2f}", "", ""
+    )
     table.add_row("mean copy time (s)", f"{result.copy_mean_s:.2f}", "", "")
     return table
 

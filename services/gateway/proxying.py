@@ -61,7 +61,8 @@ _REPLACED_REQUEST_HEADERS = frozenset({b"host", b"expect", b"x-forwarded-proto",
 # Headers aiohttp would add on its own when the client sent none.
 NOT_ADDED_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _RETRIED_METHODS = frozenset({"GET", "HEAD"})
-# Responses up to this size are sent without watching for the client's disconnect meanwhile.
+# Responses up to this size are read whole and sent in one piece, without watching for the
+# client's disconnect meanwhile.
 _WATCH_DISCONNECT_ABOVE_BYTES = 1024 * 1024
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 HeaderList = list[tuple[bytes, bytes]]
@@ -270,7 +271,7 @@ class Proxy:
         small = length is not None and length <= _WATCH_DISCONNECT_ABOVE_BYTES
         try:
             if small or scope["method"] == "HEAD":
-                await _pass_body(response, send)
+                await _pass_small_body(response, send)
             else:
                 await _pass_body_until_disconnect(response, send, receive)
         except (aiohttp.ClientError, TimeoutError) as error:
@@ -289,6 +290,12 @@ def _has_body(headers: HeaderList) -> bool:
         if name == b"content-length":
             return value.strip() not in (b"", b"0")
     return False
+
+
+async def _pass_small_body(response: aiohttp.ClientResponse, send: Send) -> None:
+    """A body of at most _WATCH_DISCONNECT_ABOVE_BYTES, passed on in one piece."""
+    await send({"type": "http.response.body", "body": await response.read(), "more_body": False})
+    response.release()
 
 
 async def _pass_body(response: aiohttp.ClientResponse, send: Send) -> None:

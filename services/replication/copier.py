@@ -3,9 +3,10 @@
 The copy runs in one transaction that holds the blob's guard shared (shared/blob_guard.py) from
 before the first read until the placement is recorded, so garbage collection cannot delete the
 blob meanwhile. The bytes stream from the most preferred readable copy into the target (the
-driver's write stays invisible until complete), hashed on the way; then the written object is
-checked again (its size, and a fresh read hashed) before the placement, the task's removal, the
-location's counters and BlobReplicated commit together.
+driver's write stays invisible until complete), hashed on the way: a source copy that does not
+match fails the write before anything is visible. Then the written object is checked again (its
+size, and a fresh read hashed) before the placement, the task's removal, the location's counters
+and BlobReplicated commit together.
 
 A failure of any storage (the source, the target, the verification) rolls that back and marks the
 task failed with the storage's error text; it is retried with back-off (worker.py).
@@ -87,6 +88,20 @@ async def _hashed(
         yield chunk
 
 
+async def _checked(chunks: AsyncIterable[bytes], digest: str, size: int) -> AsyncIterator[bytes]:
+    """The chunks unchanged; raises CopyFailedError at their end when they do not hash to digest or
+    add up to size, so that the write consuming them fails (and, by the driver contract, leaves
+    nothing behind)."""
+    algorithm, _ = parse_digest(digest)
+    hasher = new_hasher(algorithm)
+    counted = [0]
+    async for chunk in _hashed(chunks, hasher, counted):
+        yield chunk
+    streamed = f"{algorithm}:{hasher.hexdigest()}"
+    if streamed != digest or counted[0] != size:
+        raise CopyFailedError(f"the source copy does not match: {counted[0]} bytes hashing to {streamed}")
+
+
 async def _digest_of(chunks: AsyncIterable[bytes], algorithm: str) -> tuple[str, int]:
     """The digest and length of a stream."""
     hasher = new_hasher(algorithm)
@@ -123,23 +138,16 @@ async def _source(
 
 
 async def _write_verified(source: StorageDriver, target: StorageDriver, digest: str, size: int) -> None:
-    """Stream the blob from source into target, then check what target stored: its size and the
-    digest of a fresh read. A mismatch removes the written object and raises CopyFailedError."""
-    algorithm, _ = parse_digest(digest)
+    """Stream the blob from source into target, checked on the way (a source copy that does not
+    match fails the write, nothing is stored), then check what target stored: its size and the
+    digest of a fresh read. A mismatch there removes the written object; both raise CopyFailedError."""
     path = blob_path(digest)
-    hasher = new_hasher(algorithm)
-    counted = [0]
+    await target.put(path, _checked(source.read(path), digest, size))
     try:
-        await target.put(path, _hashed(source.read(path), hasher, counted))
-        streamed = f"{algorithm}:{hasher.hexdigest()}"
-        if streamed != digest or counted[0] != size:
-            raise CopyFailedError(
-                f"the source copy does not match: read {counted[0]} bytes hashing to {streamed}"
-            )
         stored = await target.stat(path)
         if stored != size:
             raise CopyFailedError(f"the target stored {stored} bytes, the blob has {size}")
-        reread, length = await _digest_of(target.read(path), algorithm)
+        reread, length = await _digest_of(target.read(path), parse_digest(digest)[0])
         if reread != digest or length != size:
             raise CopyFailedError(f"the target's copy reads back as {reread} ({length} bytes)")
     except CopyFailedError:

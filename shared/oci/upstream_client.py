@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from typing import Literal
 from urllib.parse import urljoin
 
+import aiohttp
 import httpx
 from pydantic import BaseModel, ConfigDict
 
@@ -49,6 +50,8 @@ _DEFAULT_TOKEN_LIFETIME_S = 60
 _TOKEN_MARGIN_S = 5
 # Scopes (repositories) whose authentication one session keeps; the least recently used go first.
 _MAX_SCOPES = 1024
+# Blob bytes are read in pieces of up to this much (what arrived meanwhile, joined).
+_BLOB_READ_BYTES = 1024 * 1024
 
 FailureReason = Literal["unreachable", "auth", "not_found", "invalid", "upstream"]
 
@@ -135,6 +138,11 @@ class RegistryAuth(httpx.Auth):
         if self._header is not None and time.monotonic() >= self._expires_at:
             self._header = None
         return self._header
+
+    @property
+    def header(self) -> str | None:
+        """The Authorization header that works now (None before a challenge, or once expired)."""
+        return self._valid_header()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("the upstream client is asynchronous only")
@@ -288,6 +296,11 @@ class UpstreamSession:
         )
         self._base_url: str | None = None
         self._auths: OrderedDict[str, RegistryAuth] = OrderedDict()
+        self._timeout_s = timeout_s
+        # Blob bytes go through aiohttp (its HTTP parser is C; h11's pure Python cost the proxy
+        # cache most of its CPU per byte) unless requests go through a configured proxy.
+        self._reads_blobs_fast = not (proxy.http_proxy or proxy.https_proxy)
+        self._blob_reader: aiohttp.ClientSession | None = None
 
     @property
     def registry(self) -> str:
@@ -320,8 +333,27 @@ class UpstreamSession:
             return f"http://{self._registry}"
         return f"https://{self._registry}"
 
+    @property
+    def reads_blobs_fast(self) -> bool:
+        return self._reads_blobs_fast
+
+    def blob_reader(self) -> aiohttp.ClientSession:
+        """The aiohttp session blob bodies are read with (made on first use, in the running loop)."""
+        if self._blob_reader is None:
+            self._blob_reader = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._verify_tls),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._timeout_s, sock_read=self._timeout_s
+                ),
+                auto_decompress=False,
+                trust_env=False,
+            )
+        return self._blob_reader
+
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self._blob_reader is not None:
+            await self._blob_reader.close()
 
 
 class UpstreamRegistry:
@@ -415,14 +447,6 @@ class UpstreamRegistry:
             return digest
         return (await self.fetch_manifest(tag)).digest
 
-    async def blob_size(self, digest: str) -> int:
-        """The blob's size, from HEAD's Content-Length."""
-        async with self._send("HEAD", await self._url(f"blobs/{digest}"), f"blob {digest}") as response:
-            length = response.headers.get("content-length", "")
-        if not length.isdigit():
-            raise UpstreamError(f"the upstream answered no size for blob {digest}", "invalid")
-        return int(length)
-
     async def fetch_manifest(self, reference: str) -> UpstreamManifest:
         """The manifest's bytes; when fetched by digest, checked against it."""
         url = await self._url(f"manifests/{reference}")
@@ -450,9 +474,55 @@ class UpstreamRegistry:
     @contextlib.asynccontextmanager
     async def open_sized_blob(self, digest: str) -> AsyncIterator[tuple[int | None, AsyncIterator[bytes]]]:
         """The blob's size as announced (Content-Length; None without one) and its bytes as they arrive."""
-        async with self._send("GET", await self._url(f"blobs/{digest}"), f"blob {digest}") as response:
+        url = await self._url(f"blobs/{digest}")
+        if self._session.reads_blobs_fast:
+            async with self._fast_blob(url, digest) as sized:
+                yield sized
+            return
+        async with self._send("GET", url, f"blob {digest}") as response:
             length = response.headers.get("content-length", "")
             yield (int(length) if length.isdigit() else None), self._chunks(response, digest)
+
+    @contextlib.asynccontextmanager
+    async def _fast_blob(
+        self, url: str, digest: str
+    ) -> AsyncIterator[tuple[int | None, AsyncIterator[bytes]]]:
+        """The blob read with aiohttp, with the header this repository's authentication holds (the
+        manifest's fetch got it). When that is refused (none yet, or an expired token), a HEAD of
+        the blob through httpx answers the challenge (RegistryAuth) and the GET is sent again."""
+        what = f"blob {digest}"
+        try:
+            for attempt in range(2):
+                if attempt:
+                    async with self._send("HEAD", url, what):
+                        pass
+                header = self._auth.header
+                headers = {"Authorization": header} if header else {}
+                async with self._session.blob_reader().get(url, headers=headers) as response:
+                    if response.status == 401 and not attempt:
+                        continue
+                    if response.status >= 400:
+                        body = await response.read()
+                        described = httpx.Response(
+                            response.status, headers=dict(response.headers), content=body
+                        )
+                        raise _failure(described, what, self._session.has_credentials)
+                    yield response.content_length, self._fast_chunks(response, digest)
+                    return
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise UpstreamError(
+                f"cannot read blob {digest} from the upstream {self._reference.registry}: {error!r}",
+                "unreachable",
+            ) from error
+
+    async def _fast_chunks(self, response: aiohttp.ClientResponse, digest: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.content.iter_chunked(_BLOB_READ_BYTES):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise UpstreamError(
+                f"reading blob {digest} from the upstream failed: {error!r}", "unreachable"
+            ) from error
 
     async def _chunks(self, response: httpx.Response, digest: str) -> AsyncIterator[bytes]:
         try:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -45,16 +46,16 @@ class Gateway:
     port: int
     server: ServerProcess
 
-    async def status(self) -> dict[str, object]:
+    async def status(self) -> dict[str, Any]:
+        """GET /gateway/status's answer (JSON)."""
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.get(f"{self.url}/gateway/status")
         response.raise_for_status()
-        answer: dict[str, object] = response.json()
+        answer: dict[str, Any] = response.json()
         return answer
 
-    async def region_state(self, name: str) -> dict[str, object]:
-        regions = (await self.status())["regions"]
-        assert isinstance(regions, list)
+    async def region_state(self, name: str) -> dict[str, Any]:
+        regions: list[dict[str, Any]] = (await self.status())["regions"]
         return next(region for region in regions if region["name"] == name)
 
     async def metric(self, name: str, labels: Mapping[str, str]) -> float:
@@ -103,7 +104,7 @@ class EchoRegion:
     # A registry with one of its storage locations down still answers 200, naming it false.
     storage_eu_healthy: bool = True
     health_checks: int = 0
-    requests: list[dict[str, object]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
     endless_aborted: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
 

@@ -174,7 +174,7 @@ async def test_a_region_going_unhealthy_fails_its_clients_over_and_back() -> Non
     assert us_state["last_error"] == "HTTP 503 (failing: database)"
     assert status_while_down["failovers"] == 1
     assert status_while_down["healthy"] is True
-    eu_state = next(region for region in status_while_down["regions"] if region["name"] == "eu")  # type: ignore[union-attr]
+    eu_state = next(region for region in status_while_down["regions"] if region["name"] == "eu")
     assert eu_state["failovers_to"] == 1 and eu_state["routed"] == 1
     assert health_while_down.status_code == 200
     assert health_while_down.json()["data"]["services"] == {

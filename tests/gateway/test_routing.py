@@ -5,19 +5,21 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.routing import Regions, Route, UnknownRegionError
-from services.gateway.settings import ClientNetwork, GatewaySettings
+from services.gateway.settings import GatewaySettings
 
 
 def regions(**overrides: object) -> Regions:
-    settings = GatewaySettings(
-        regions={"us": "http://us:5000", "eu": "http://eu:5000", "ap": "http://ap:5000"},
-        client_networks=[
-            ClientNetwork.model_validate({"cidr": "10.0.0.0/8", "region": "us"}),
-            ClientNetwork.model_validate({"cidr": "10.2.0.0/16", "region": "eu"}),
-            ClientNetwork.model_validate({"cidr": "10.2.3.0/24", "region": "ap"}),
-            ClientNetwork.model_validate({"cidr": "fd00::/8", "region": "eu"}),
-        ],
-        **overrides,
+    settings = GatewaySettings.model_validate(
+        {
+            "regions": {"us": "http://us:5000", "eu": "http://eu:5000", "ap": "http://ap:5000"},
+            "client_networks": [
+                {"cidr": "10.0.0.0/8", "region": "us"},
+                {"cidr": "10.2.0.0/16", "region": "eu"},
+                {"cidr": "10.2.3.0/24", "region": "ap"},
+                {"cidr": "fd00::/8", "region": "eu"},
+            ],
+            **overrides,
+        }
     )
     return Regions(settings)
 

@@ -81,7 +81,7 @@ async def test_a_large_upload_and_download_pass_without_the_gateway_holding_them
 
         upload_growth = await peak_growth_during(gateway.server.pid, upload)
         download_growth = await peak_growth_during(gateway.server.pid, download)
-        warm_up, big = ({name for name, _ in request["headers"]} for request in regions["us"].requests)  # type: ignore[union-attr]
+        warm_up, big = ({name for name, _ in request["headers"]} for request in regions["us"].requests)
 
     # A body with a length goes on with that length, one without it chunked; nothing is added.
     assert "content-length" in warm_up and "transfer-encoding" not in warm_up

@@ -245,9 +245,6 @@ def _suite_env(database_url: str, locations: str, amqp_url: str, suffix: str) ->
         QUAYSIDE_STORAGE_HEALTH_PROBE_INTERVAL_S="0.5",
         QUAYSIDE_HEALTH_CHECK_TIMEOUT_S="2",
         QUAYSIDE_HTTP_TRUSTED_PROXIES="127.0.0.1/32",
-        # One attempt per S3 request: an unreachable server fails at once (botocore's default
-        # retries take ~7 s to give up), and the breaker takes it from there.
-        AWS_MAX_ATTEMPTS="1",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.proxy.conftest import Cache
 from tests.support.skopeo import run_skopeo
-from tests.support.waiting import eventually
+from tests.support.waiting import wait_until
 
 KiB = 1024
 OWN_LAYER = 256 * KiB
@@ -83,7 +83,7 @@ async def _pull_again_later_than(cache: Cache, repository: str, other: str) -> N
         last = await _last_pull(cache, repository)
         return last is not None and last > other_filled
 
-    await eventually(recorded, timeout_s=30)
+    await wait_until(recorded, timeout_s=30)
 
 
 async def test_fill_at_the_limit_evicts_the_least_recently_pulled_and_is_admitted(

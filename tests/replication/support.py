@@ -16,7 +16,7 @@ import asyncpg
 import boto3
 from botocore.exceptions import ClientError
 
-from services.replication.worker import replicating
+from services.replication.worker import Copier, replicating
 from shared.config import S3Location, Settings, StorageLocation
 from shared.events.bus import BusMessage, InProcessBus, Publisher
 from shared.events.models import BlobReplicated, parse_event
@@ -85,6 +85,7 @@ class Harness:
     registry: Registry
     settings: Settings
     replicated: Replicated
+    copier: Copier
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -150,11 +151,22 @@ async def replication_harness(
         runner = asyncio.create_task(copier.run()) if copying else None
         try:
             async with relaying(registry.context.pool, bus, settings.database_url):
-                yield Harness(registry=registry, settings=settings, replicated=replicated)
+                yield Harness(registry=registry, settings=settings, replicated=replicated, copier=copier)
         finally:
             if runner is not None:
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def copying(copier: Copier) -> AsyncIterator[None]:
+    """The copier running for the block's duration (for a harness made with ``copying=False``)."""
+    runner = asyncio.create_task(copier.run())
+    try:
+        yield
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
 
 
 def s3_client(location: S3Location) -> Any:

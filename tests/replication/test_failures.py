@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
-from shared.config import S3Location
+from shared.config import FilesystemLocation, S3Location
 from shared.replication import LocationStatus
+from shared.storage.paths import blob_path
 from tests.fixtures.seaweed import SeaweedServer
-from tests.replication.support import Harness, push_only_settings, replication_harness, replication_settings
+from tests.replication.support import (
+    Harness,
+    copying,
+    push_only_settings,
+    replication_harness,
+    replication_settings,
+)
 from tests.support.waiting import eventually, wait_until
 
 BLOBS = 3
@@ -99,3 +107,28 @@ async def test_wrong_credentials_fail_with_the_storage_error_and_lose_nothing(
     fixed = settings.model_copy(update={"storage_locations": {"us": us_location, "eu": good}})
     async with replication_harness(fixed, registry_settings=push_only_settings(fixed, "us")) as harness:
         await harness.wait_placed(digest, "eu", timeout_s=FAILURE_TIMEOUT_S)
+
+
+async def test_a_source_copy_that_does_not_match_its_digest_fails_and_stores_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    locations = {
+        "us": FilesystemLocation(root=str(tmp_path / "us")),
+        "eu": FilesystemLocation(root=str(tmp_path / "eu")),
+    }
+    settings = replication_settings(database_url, locations, preference=["us"], defaults=["us", "eu"])
+    async with replication_harness(settings, copying=False) as harness:
+        owner = await harness.registry.user()
+        digest = await harness.push(owner, b"the bytes as pushed")
+        await harness.wait_consumed()
+        (tmp_path / "us" / blob_path(digest)).write_bytes(b"the bytes as PUSHED")  # same size, other bytes
+        async with copying(harness.copier):
+            eu = await _failing(harness, 1)
+        placements = await harness.placements(digest)
+
+    assert "the source copy does not match" in eu.last_errors[0].error
+    assert placements == {"us"}
+    assert not (tmp_path / "eu" / blob_path(digest)).exists()
+    assert list((tmp_path / "eu").rglob("*")) == [] or all(
+        path.is_dir() for path in (tmp_path / "eu").rglob("*")
+    )

@@ -174,6 +174,11 @@ async def test_robot_bulk_repository_permissions_and_deletion(ui: BrowserUI) -> 
         ("one", "write"),
         ("three", "write"),
     ]
+    summary = await ui.find("details.org-expand summary")
+    assert summary.text == "2"
+    await ui._run(summary.click)
+    await ui.wait_for("details.org-expand[open] li")
+    assert [item.text for item in await ui.find_all("details.org-expand li")] == ["one", "three"]
 
     # None removes the permission of the checked repositories only.
     await ui.click_button("Set repository permissions")

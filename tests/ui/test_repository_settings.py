@@ -1,5 +1,6 @@
-"""The repository's Settings tab in a real browser: permissions (add a user, change the role, remove),
-notifications (create, test, delete), visibility, state and delete."""
+"""An organization's repository in a real browser: created with the namespace picker, then its
+Settings tab: user and team permissions (add, change the role, remove), notifications (create, test,
+delete), visibility, state and delete; and its Placement tab."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from tests.ui.conftest import BrowserUI
 
 async def test_permissions_notifications_visibility_state_delete(ui: BrowserUI) -> None:
     admin = ui.admin
-    repository = f"{admin.username}/app"
-    created = await ui.api.post("/repository", json={"repository": "app", "visibility": "private"})
-    assert created.status_code == 201, created.text
+    organization = await ui.registry.organization(admin)
+    repository = f"{organization}/app"
     bob = await ui.create_user()
     permission_path = f"/repository/{repository}/permissions/user/{bob.username}"
 
@@ -20,8 +20,24 @@ async def test_permissions_notifications_visibility_state_delete(ui: BrowserUI) 
         return (answer.json().get("role") if answer.status_code == 200 else None) == role
 
     await ui.login(admin.username, admin.password)
-    await ui.goto(f"#/repository/{repository}?tab=settings")
+    await ui.goto("#/repositories")
+    await ui.click_button("Create Repository")
+    await ui.fill("Namespace", organization)
+    await ui.fill("Repository name", "app")
+    await ui.click_button("Create")
+    await ui.wait_for_hash(f"#/repository/{repository}")
+    await ui.click_button("Settings")
     await ui.wait_for_text("User, robot and team permissions")
+
+    # A team's permission.
+    await ui.click_button("Add permission")
+    await ui.fill("Kind", "Team")
+    await ui.fill("Name", "owners")
+    await ui.fill("Permission", "Write")
+    await ui.click_button("Add permission")
+    await ui.wait_for("select[aria-label='Permission of owners']")
+    team = await ui.api.get(f"/repository/{repository}/permissions/team/owners")
+    assert team.json()["role"] == "write"
 
     # Permissions: add bob with Read, then change him to Write, then remove him.
     await ui.click_button("Add permission")
@@ -69,6 +85,17 @@ async def test_permissions_notifications_visibility_state_delete(ui: BrowserUI) 
     await ui.click_button("Change state")
     await ui.wait_for_text("State: READ_ONLY")
     assert (await ui.api.get(f"/repository/{repository}")).json()["state"] == "READ_ONLY"
+
+    # Placement (superusers): where the namespace's blobs are placed.
+    await ui.goto(f"#/repository/{repository}?tab=placement")
+    await ui.wait_for_text("Placement per region")
+    await ui.wait_for_text(f"No placement targets for {organization}")
+    await ui.wait_for_text("Geo-replication is switched off")
+    targeted = await ui.api.put(f"/superuser/replication/{organization}", json={"locations": ["local"]})
+    assert targeted.status_code == 200, targeted.text
+    await ui.reload()
+    await ui.wait_for_text(f"Blobs of {organization} are placed in: local (this namespace's own targets)")
+    await ui.screenshot("repository-placement")
 
     # This registry runs without the mirroring API (it is a separate service here): the tab says so.
     await ui.goto(f"#/repository/{repository}?tab=mirroring")

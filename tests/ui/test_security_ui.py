@@ -134,7 +134,8 @@ async def test_writes_from_the_page_without_the_csrf_token_are_refused(ui: Brows
         const attempts = [
           ['POST', '/api/v1/organization/', {name: 'csrforg'}, {}],
           ['PUT', '/api/v1/superuser/registrystate', {read_only: true}, {'X-CSRF-Token': 'forged'}],
-          ['POST', '/api/v1/messages', {message: {content: 'x', media_type: 'text/plain', severity: 'info'}}, {}],
+          ['POST', '/api/v1/messages',
+           {message: {content: 'x', media_type: 'text/plain', severity: 'info'}}, {}],
         ];
         Promise.all(attempts.map(async ([method, path, body, extra]) => {
           const response = await fetch(path, {method, credentials: 'same-origin',

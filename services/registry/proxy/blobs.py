@@ -166,14 +166,16 @@ class _Fill:
                 await self._arrived.wait()
                 if self._size < _BATCH_BYTES and not self._ended:
                     await asyncio.sleep(_GATHER_S)  # coalescing, as Nagle's algorithm does
+                # Taken together: whatever arrives while this piece is being sent comes next.
+                ended, error = self._ended, self._error
                 pieces, self._pieces, self._size = self._pieces, [], 0
                 self._arrived.clear()
                 self._drained.set()
                 if pieces:
                     yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                if self._ended:
-                    if self._error is not None:
-                        raise self._error
+                if ended:
+                    if error is not None:
+                        raise error
                     return
         finally:
             self.client_gone = True

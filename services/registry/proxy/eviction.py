@@ -106,7 +106,7 @@ async def make_room(
     if image_bytes > limit:
         raise QuotaExceededError(repository.namespace)
     evicted: list[Evicted] = []
-    while usage > limit:
+    while limit is not None and usage > limit:
         candidates = await conn.fetch(
             _CANDIDATES, repository.namespace_id, repository.id, list(manifest_digests), _CANDIDATES_PER_READ
         )

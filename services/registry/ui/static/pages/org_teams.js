@@ -233,15 +233,18 @@ function teamView(organization, ctx) {
 /** Members of every team (name → {teams, is_robot}) and direct permissions (name → [repo: role]). */
 async function membership(organization) {
   const org = organization.name;
+  const teams = organization.ordered_teams || [];
+  const answers = await Promise.all(
+    teams.map((team) => api('GET', `/organization/${seg(org)}/team/${seg(team)}/members`)),
+  );
   const members = new Map();
-  for (const team of organization.ordered_teams || []) {
-    const answer = await api('GET', `/organization/${seg(org)}/team/${seg(team)}/members`);
+  answers.forEach((answer, index) => {
     for (const member of answer.members) {
       const entry = members.get(member.name) || { teams: [], is_robot: member.is_robot };
-      entry.teams.push(team);
+      entry.teams.push(teams[index]);
       members.set(member.name, entry);
     }
-  }
+  });
   const direct = new Map();
   const repositories = await namespaceRepositories(org);
   await Promise.all(
@@ -293,12 +296,18 @@ function collaboratorsView({ members, direct }) {
 
 export async function renderTeams(panel, organization, ctx) {
   const holder = h('div', { class: 'org-view' });
-  let membershipData = null;
+  let membershipLoad = null;
+  const loadMembership = () => {
+    membershipLoad ??= membership(organization).catch((error) => {
+      membershipLoad = null; // a failed load is tried again the next time a view needs it
+      throw error;
+    });
+    return membershipLoad;
+  };
   const views = {
     team: async () => teamView(organization, ctx),
-    members: async () => membersView(membershipData || (membershipData = await membership(organization))),
-    collaborators: async () =>
-      collaboratorsView(membershipData || (membershipData = await membership(organization))),
+    members: async () => membersView(await loadMembership()),
+    collaborators: async () => collaboratorsView(await loadMembership()),
   };
   const labels = { team: 'Team View', members: 'Members View', collaborators: 'Collaborators View' };
   const switches = Object.keys(views).map((id) =>

@@ -24,11 +24,17 @@ function tagHash(repo, name) {
   return `#/repository/${encodeURIComponent(repo.namespace)}/${repo.name}/tag/${encodeURIComponent(name)}`;
 }
 
-/** 'linux/amd64, linux/arm64' for an index (fetched after the row is drawn), '' for an image. */
-function platformCell(path, tag) {
+/** The platforms of an index, fetched once per digest however many tags point at it. */
+function indexPlatforms(path, digest, cache) {
+  if (!cache.has(digest)) cache.set(digest, api('GET', `${path}/manifest/${digest}`));
+  return cache.get(digest);
+}
+
+/** The platform chips of an index (filled in after the row is drawn), '—' for an image. */
+function platformCell(path, tag, cache) {
   const cell = h('span', { class: 'platforms' }, tag.is_manifest_list ? '…' : '—');
   if (tag.is_manifest_list) {
-    api('GET', `${path}/manifest/${tag.manifest_digest}`)
+    indexPlatforms(path, tag.manifest_digest, cache)
       .then((manifest) => {
         const document = JSON.parse(manifest.manifest_data);
         const platforms = (document.manifests || [])
@@ -44,6 +50,7 @@ function platformCell(path, tag) {
 export async function renderTags(panel, ctx) {
   const { repo, path } = ctx;
   const pages = [null]; // next_page tokens: pages[i] starts page i+1
+  const manifests = new Map(); // digest → GET manifest promise, shared by the pages
   let pageIndex = 0;
   let table = null;
   const filter = h('input', { type: 'search', name: 'filter' });
@@ -82,7 +89,7 @@ export async function renderTags(panel, ctx) {
         { key: 'size', label: 'Size', render: (tag) => formatBytes(tag.size) },
         { key: 'last_modified', label: 'Last modified', render: (tag) => formatTime(tag.start_ts) },
         { key: 'expiration', label: 'Expires', render: (tag) => (tag.end_ts ? formatTime(tag.end_ts) : 'Never') },
-        { key: 'platforms', label: 'Platforms', render: (tag) => platformCell(path, tag) },
+        { key: 'platforms', label: 'Platforms', render: (tag) => platformCell(path, tag, manifests) },
         { key: 'actions', label: 'Actions', render: actionsCell },
       ],
       rows: answer.tags,

@@ -22,12 +22,14 @@ function repositoryLink(repo) {
   return h('a', { href: `#/repository/${encodeURIComponent(repo.namespace)}/${repo.name}` }, `${repo.namespace}/${repo.name}`);
 }
 
-export async function createRepositoryDialog(user, namespace = null) {
+/** The create dialog; the namespaces offered are read afresh (an organization may be new). */
+async function createRepositoryDialog() {
+  const user = await api('GET', '/user/');
   return formDialog({
     title: 'Create repository',
     submitText: 'Create',
     fields: [
-      { name: 'namespace', label: 'Namespace', type: 'select', options: creatableNamespaces(user), value: namespace || user.username },
+      { name: 'namespace', label: 'Namespace', type: 'select', options: creatableNamespaces(user), value: user.username },
       {
         name: 'repository',
         label: 'Repository name',
@@ -105,7 +107,7 @@ export async function render(root, params, ctx) {
 
   const create = h('button', { type: 'button', class: 'primary' }, 'Create Repository');
   create.addEventListener('click', async () => {
-    const created = await createRepositoryDialog(ctx.user);
+    const created = await createRepositoryDialog();
     if (created) ctx.navigate(`#/repository/${encodeURIComponent(created.namespace)}/${created.name}`);
   });
   const remove = h('button', { type: 'button', class: 'danger' }, 'Delete');

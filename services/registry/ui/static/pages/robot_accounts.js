@@ -158,6 +158,21 @@ async function deleteRobots(owner, robots, ctx) {
   ctx.refresh();
 }
 
+/** The robot's repository count, expanding (a <details>) to their names. */
+function repositoriesCell(repositories) {
+  if (!repositories.length) return '0';
+  return h(
+    'details',
+    { class: 'org-expand' },
+    h('summary', {}, String(repositories.length)),
+    h(
+      'ul',
+      {},
+      repositories.map((repository) => h('li', {}, repository)),
+    ),
+  );
+}
+
 export async function renderRobots(panel, owner, ctx) {
   const answer = await api('GET', `${owner.base}/robots?permissions=true`);
   const admin = owner.organization ? owner.organization.is_admin : true;
@@ -176,7 +191,7 @@ export async function renderRobots(panel, owner, ctx) {
     columns.push({
       key: 'repositories',
       label: 'Repositories',
-      render: (robot) => String((robot.repositories || []).length),
+      render: (robot) => repositoriesCell(robot.repositories || []),
     });
   }
   columns.push({ key: 'created', label: 'Created', render: (robot) => formatTime(robot.created) });
