@@ -107,10 +107,6 @@ class _Readiness:
         self.checks[check] = False
         self.reason = reason
 
-    @property
-    def ready(self) -> bool:
-        return all(self.checks.values())
-
 
 class _Startup:
     """Attempts to reach the database, the broker and a current schema, until one attempt succeeds."""

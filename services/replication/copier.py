@@ -53,7 +53,8 @@ class Drivers:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._drivers: dict[str, StorageDriver] = {}
-        self._opening = asyncio.Lock()
+        # One per location: a location slow to fail opening does not hold up the others.
+        self._opening: dict[str, asyncio.Lock] = {}
 
     @property
     def order(self) -> list[str]:
@@ -64,7 +65,7 @@ class Drivers:
         config = self._settings.storage_locations.get(name)
         if config is None:
             raise CopyFailedError(f"location {name!r} is not configured (QUAYSIDE_STORAGE_LOCATIONS)")
-        async with self._opening:
+        async with self._opening.setdefault(name, asyncio.Lock()):
             if name not in self._drivers:
                 try:
                     self._drivers[name] = await open_driver(name, config)

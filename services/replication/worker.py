@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 QUEUE_PURPOSE = "blob-pushed"
 # The longest the copier sleeps without a notification (a missed one, a task falling due).
 POLL_S = 5.0
+# The shortest wait between two looks at the registry's state while it is read-only.
+READ_ONLY_RECHECK_S = 0.5
 _ERROR_TEXT_LIMIT = 2000
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -146,9 +148,12 @@ class Copier:
         self._me = worker_id()
         self._wakeup = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._read_only = False
 
-    def wake(self) -> None:
-        self._wakeup.set()
+    @property
+    def paused_for_read_only(self) -> bool:
+        """Whether its last look found the registry read-only (so it claimed nothing)."""
+        return self._read_only
 
     async def run(self) -> None:
         try:
@@ -171,7 +176,8 @@ class Copier:
 
     async def _claim_and_start(self) -> int:
         free = self._settings.replication_concurrency - len(self._running)
-        if free <= 0 or await registry_read_only(self._pool, self._settings):
+        self._read_only = await registry_read_only(self._pool, self._settings)
+        if free <= 0 or self._read_only:
             return 0
         rows = await self._pool.fetch(_CLAIM, self._me, self._settings.replication_lease_s, free)
         for row in rows:
@@ -188,7 +194,10 @@ class Copier:
 
     async def _sleep_until_due(self) -> None:
         delay = POLL_S
-        if len(self._running) < self._settings.replication_concurrency:
+        if self._read_only:
+            # Due copies wait until the registry is writable: look again when the state may change.
+            delay = max(self._settings.registry_state_refresh_s, READ_ONLY_RECHECK_S)
+        elif len(self._running) < self._settings.replication_concurrency:
             with contextlib.suppress(*_DATABASE_ERRORS):
                 due_in = await self._pool.fetchval(_NEXT_DUE)
                 if due_in is not None:

@@ -21,6 +21,7 @@ from tests.authz import (
     expectations_autoprune,
     expectations_conformance,
     expectations_entities,
+    expectations_members,
     expectations_proxycache,
     expectations_quota,
     expectations_readonly,
@@ -47,6 +48,7 @@ EXPECTATIONS: dict[str, Expectation] = {
     **expectations_quota.EXPECTATIONS,
     **expectations_replication.EXPECTATIONS,
     **expectations_ui.EXPECTATIONS,
+    **expectations_members.EXPECTATIONS,
 }
 V2_REPOSITORY_OPERATIONS = [operation for operation in OPERATIONS if " /v2/{name:path}/" in operation]
 

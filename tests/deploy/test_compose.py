@@ -281,6 +281,33 @@ async def test_a_push_crosses_rabbitmq_to_quota_and_replication(suite: Suite, tm
     await eventually(replicated, timeout_s=120, step_s=1.0)
 
 
+async def test_a_log_export_is_written_on_the_log_exports_volume(suite: Suite, tmp_path: Path) -> None:
+    account, org = await _organization(suite)
+    await _push(suite, tmp_path, account, f"{org}/app")
+    async with httpx.AsyncClient(base_url=suite.url, auth=(account.username, account.password)) as client:
+        # Nobody listens on the callback: the export is written first, the callback fails after.
+        response = await client.post(
+            f"/api/v1/organization/{org}/exportlogs", json={"callback_url": "http://127.0.0.1:9/exported"}
+        )
+    assert response.status_code == 200, response.text
+    export_id = response.json()["export_id"]
+
+    async def written() -> bool:
+        found = await _run(
+            "podman",
+            "exec",
+            suite.container("registry-us"),
+            "grep",
+            "-rl",
+            export_id,
+            "/var/lib/quayside/log-exports",
+        )
+        return found.returncode == 0
+
+    # The image's non-root user owns the folder, a named volume shared by both registries.
+    await eventually(written, timeout_s=60, step_s=1.0)
+
+
 async def _queued(suite: Suite, queue: str) -> int:
     listed = await _run(
         "podman", "exec", suite.container("rabbitmq"), "rabbitmqctl", "-q", "list_queues", "name", "messages"

@@ -52,7 +52,8 @@ from tests.support.waiting import eventually
 REGIONS = ("us", "eu")
 CLIENT_ADDRESS = {"us": "127.0.0.2", "eu": "127.0.0.3"}
 TOKEN_SECRET = "geo-test-secret-0123456789abcdef0123456789"
-START_TIMEOUT_S = 60.0
+# Generous: on a loaded machine (the suite shares 2 cores) a registry process can take long to start.
+START_TIMEOUT_S = 120.0
 RECOVERY_TIMEOUT_S = 20.0
 
 

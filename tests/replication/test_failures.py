@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared.config import FilesystemLocation, S3Location
+from shared.readonly_state import set_registry_state
 from shared.replication import LocationStatus
 from shared.storage.paths import blob_path
 from tests.fixtures.seaweed import SeaweedServer
@@ -132,3 +133,28 @@ async def test_a_source_copy_that_does_not_match_its_digest_fails_and_stores_not
     assert list((tmp_path / "eu").rglob("*")) == [] or all(
         path.is_dir() for path in (tmp_path / "eu").rglob("*")
     )
+
+
+async def test_nothing_is_copied_while_the_registry_is_read_only(database_url: str, tmp_path: Path) -> None:
+    locations = {name: FilesystemLocation(root=str(tmp_path / name)) for name in ("us", "eu")}
+    settings = replication_settings(
+        database_url, locations, preference=["us"], defaults=["us", "eu"], registry_state_refresh_s=0.1
+    )
+    async with replication_harness(settings, copying=False) as harness:
+        owner = await harness.registry.user()
+        digest = await harness.push(owner, b"waits for writable")
+        await harness.wait_consumed()
+        async with harness.pool.acquire() as conn:
+            await set_registry_state(conn, read_only=True, reason="maintenance", changed_by="test")
+        async with copying(harness.copier):
+            await wait_until(lambda: harness.copier.paused_for_read_only)
+            claimed_while_read_only = await harness.pool.fetchval(
+                "SELECT claimed_by FROM replication_task WHERE digest = $1", digest
+            )
+            placements_while_read_only = await harness.placements(digest)
+            async with harness.pool.acquire() as conn:
+                await set_registry_state(conn, read_only=False, changed_by="test")
+            await harness.wait_placed(digest, "eu")
+
+    assert claimed_while_read_only is None
+    assert placements_while_read_only == {"us"}

@@ -1,16 +1,19 @@
-"""Organizations: create, view, change (email, time-machine window), queued deletion, and the
-superuser's list. Paths and answers follow Quay's /api/v1/organization/."""
+"""Organizations: create, view, change (email, time-machine window), queued deletion, the
+superuser's list, and (for admins) the members and outside collaborators. Paths and answers follow
+Quay's /api/v1/organization/."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from fastapi import Depends, Response
+from fastapi import Depends, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from services.registry.api.common import ApiModel, api_router, db_connection
+from services.registry.api.common import ApiModel, api_router, db_connection, not_found
+from services.registry.api.page_tokens import MAX_TOKEN_LENGTH, decode_token, encode_token
 from services.registry.api.quota import organization_quota_fields
 from services.registry.api.security import (
     ApiCaller,
@@ -23,9 +26,12 @@ from services.registry.api.security import (
     user_with_scope,
 )
 from services.registry.context import RegistryContext, get_context
+from services.registry.domain import organization_members as members
+from services.registry.domain.entity_search import avatar
 from shared.auth.accounts import (
     Namespace,
     create_organization,
+    find_account,
     mark_organization_for_deletion,
     set_namespace_email,
     set_time_machine_window,
@@ -34,6 +40,8 @@ from shared.auth.names import EmailAddress
 from shared.auth.permissions import namespace_role
 
 router = api_router(tags=["Organizations"])
+
+MEMBERS_PER_PAGE = 100
 
 
 class NewOrganization(ApiModel):
@@ -46,6 +54,12 @@ class OrganizationChange(ApiModel):
     tag_expiration_s: int | None = Field(
         default=None, description="Time-machine window: 0, 86400, 604800, 1209600 or 2419200 seconds"
     )
+
+
+class MemberPagePosition(BaseModel):
+    """Where the next page of members or collaborators starts: after this user name."""
+
+    after: str = Field(max_length=255)
 
 
 async def _teams_view(
@@ -161,3 +175,93 @@ async def list_organizations(
         "SELECT name, email FROM namespace WHERE kind = 'organization' AND NOT marked_for_deletion ORDER BY name"
     )
     return {"organizations": [{"name": row["name"], "email": row["email"]} for row in rows]}
+
+
+def _grants_view(account: members.OrganizationAccount) -> dict[str, Any]:
+    """Quay's ``repositories`` (names), and each one's role (``repository_roles``, a Quayside addition)."""
+    return {
+        "repositories": [grant.repository for grant in account.grants],
+        "repository_roles": {grant.repository: grant.role for grant in account.grants},
+    }
+
+
+def _member_view(account: members.OrganizationAccount) -> dict[str, Any]:
+    return {
+        "name": account.name,
+        "kind": account.kind,
+        "avatar": avatar(account.name, account.kind),
+        "teams": [{"name": team, "avatar": avatar(team, "team")} for team in account.teams],
+        **_grants_view(account),
+    }
+
+
+def _collaborator_view(account: members.OrganizationAccount) -> dict[str, Any]:
+    return {
+        "kind": "user",
+        "name": account.name,
+        "avatar": avatar(account.name, "user"),
+        **_grants_view(account),
+    }
+
+
+_NEXT_PAGE = Query(default=None, max_length=MAX_TOKEN_LENGTH, description="next_page of the previous answer")
+
+
+def _page_start(next_page: str | None) -> str:
+    return decode_token(MemberPagePosition, next_page).after if next_page else ""
+
+
+def _paged(
+    key: str,
+    found: list[members.OrganizationAccount],
+    view: Callable[[members.OrganizationAccount], dict[str, Any]],
+) -> dict[str, Any]:
+    """The answer of one page; ``next_page`` when there are more (``found`` holds one extra then)."""
+    page = found[:MEMBERS_PER_PAGE]
+    answer: dict[str, Any] = {key: [view(account) for account in page]}
+    if len(found) > MEMBERS_PER_PAGE:
+        answer["next_page"] = encode_token(MemberPagePosition(after=page[-1].name))
+    return answer
+
+
+@router.get("/organization/{orgname}/members")
+async def list_organization_members(
+    next_page: str | None = _NEXT_PAGE,
+    organization: Namespace = Depends(administered_organization),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    """The users in the organization's teams (robots are not listed), by name, MEMBERS_PER_PAGE a
+    page: each with its teams and the repositories it has explicit permissions on (admins only)."""
+    found = await members.member_page(
+        conn, organization.id, after=_page_start(next_page), limit=MEMBERS_PER_PAGE + 1
+    )
+    return _paged("members", found, _member_view)
+
+
+@router.get("/organization/{orgname}/members/{membername}")
+async def get_organization_member(
+    membername: str,
+    organization: Namespace = Depends(administered_organization),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    """A user in one of the organization's teams, or a robot of the organization: its teams and the
+    repositories it has explicit permissions on (admins only; 404 for anyone else)."""
+    account = await find_account(conn, membername, robots_of=organization.id)
+    member = await members.organization_member(conn, organization.id, account)
+    if member is None:
+        raise not_found(f"{membername!r} is not a member of {organization.name!r}")
+    return _member_view(member)
+
+
+@router.get("/organization/{orgname}/collaborators")
+async def list_organization_collaborators(
+    next_page: str | None = _NEXT_PAGE,
+    organization: Namespace = Depends(administered_organization),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    """The users outside every team of the organization with explicit permissions on its repositories,
+    by name, MEMBERS_PER_PAGE a page, with those repositories (admins only)."""
+    found = await members.collaborator_page(
+        conn, organization.id, after=_page_start(next_page), limit=MEMBERS_PER_PAGE + 1
+    )
+    return _paged("collaborators", found, _collaborator_view)

@@ -1,15 +1,17 @@
-"""An organization's teams and their members (users, and robots of the organization), at Quay's
-/api/v1/organization/{orgname}/team/{teamname}[/members[/{membername}]]."""
+"""An organization's teams, their members (users, and robots of the organization) and their
+repository permissions, at Quay's /api/v1/organization/{orgname}/team/{teamname}[/members[/{membername}]]
+and .../team/{teamname}/permissions."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import asyncpg
-from fastapi import Depends, Response
-from pydantic import Field
+from fastapi import Depends, Query, Response
+from pydantic import BaseModel, Field
 
 from services.registry.api.common import ApiModel, api_router, db_connection, forbidden, not_found
+from services.registry.api.page_tokens import MAX_TOKEN_LENGTH, decode_token, encode_token
 from services.registry.api.security import (
     ApiCaller,
     administered_organization,
@@ -17,6 +19,7 @@ from services.registry.api.security import (
     find_organization,
     org_admin_user,
 )
+from services.registry.domain.repository_permissions import team_repository_permissions
 from shared.auth.accounts import Namespace, find_account
 from shared.auth.identity import Identity
 from shared.auth.permissions import namespace_role
@@ -31,10 +34,18 @@ from shared.auth.teams import (
 
 router = api_router(tags=["Teams"])
 
+PERMISSIONS_PER_PAGE = 100
+
 
 class TeamDescription(ApiModel):
     role: TeamRole
     description: str | None = Field(default=None, max_length=4096)
+
+
+class PermissionPagePosition(BaseModel):
+    """Where the next page of a team's permissions starts: after this repository name."""
+
+    after: str = Field(max_length=255)
 
 
 def _member_view(name: str, is_robot: bool) -> dict[str, Any]:
@@ -134,3 +145,34 @@ async def remove_member(
     member = await find_account(conn, membername, robots_of=organization.id)
     await remove_team_member(conn, organization.id, teamname, member)
     return Response(status_code=204)
+
+
+@router.get("/organization/{orgname}/team/{teamname}/permissions")
+async def list_team_permissions(
+    teamname: str,
+    next_page: str | None = Query(
+        default=None, max_length=MAX_TOKEN_LENGTH, description="next_page of the previous answer"
+    ),
+    organization: Namespace = Depends(administered_organization),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> dict[str, Any]:
+    """The team's repository permissions by repository name, PERMISSIONS_PER_PAGE a page
+    (organization admins only, as Quay)."""
+    team = await find_team(conn, organization.id, teamname)
+    if team is None:
+        raise not_found(f"no team {teamname!r}")
+    after = decode_token(PermissionPagePosition, next_page).after if next_page else ""
+    found = await team_repository_permissions(conn, team.id, after=after, limit=PERMISSIONS_PER_PAGE + 1)
+    page = found[:PERMISSIONS_PER_PAGE]
+    answer: dict[str, Any] = {
+        "permissions": [
+            {
+                "repository": {"name": permission.repository, "is_public": permission.is_public},
+                "role": permission.role,
+            }
+            for permission in page
+        ]
+    }
+    if len(found) > PERMISSIONS_PER_PAGE:
+        answer["next_page"] = encode_token(PermissionPagePosition(after=page[-1].repository))
+    return answer

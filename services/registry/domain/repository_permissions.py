@@ -171,3 +171,28 @@ async def delete_team_permission(
         )
     if deleted is None:
         raise _no_permission(f"team {name}")
+
+
+class TeamRepositoryPermission(BaseModel):
+    """A team's permission on one repository of its organization."""
+
+    repository: str
+    is_public: bool
+    role: Role
+
+
+async def team_repository_permissions(
+    conn: asyncpg.Connection, team_id: int, *, after: str, limit: int
+) -> list[TeamRepositoryPermission]:
+    """The team's permissions by repository name (bytewise), at most ``limit`` after the name ``after``
+    ("" for the first); repositories being deleted are left out."""
+    rows = await conn.fetch(
+        "SELECT r.name AS repository, r.visibility = 'public' AS is_public, p.role"
+        " FROM repository_permission p JOIN repository r ON r.id = p.repository_id"
+        " WHERE p.team_id = $1 AND r.state <> 'MARKED_FOR_DELETION' AND r.name COLLATE \"C\" > $2"
+        ' ORDER BY r.name COLLATE "C" LIMIT $3',
+        team_id,
+        after,
+        limit,
+    )
+    return [TeamRepositoryPermission(**dict(row)) for row in rows]

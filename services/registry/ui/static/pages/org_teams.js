@@ -1,14 +1,17 @@
 // An organization's "Teams and membership" tab: the Team, Members and Collaborators views; create
 // a team with repository permissions and members; set a team's repository permissions; delete.
-// The Members and Collaborators views are composed from the teams' member lists and the
-// repositories' permission lists (the API has no organization-wide member list).
+// The Members and Collaborators views read the organization's member and collaborator lists
+// (GET /organization/{org}/members and /collaborators, admins only), a team's roles its permission
+// list (GET /organization/{org}/team/{team}/permissions): one request a page, whatever the number
+// of teams and repositories.
 
 import { h } from '../lib/dom.js';
-import { api, ApiError } from '../lib/api.js';
+import { api } from '../lib/api.js';
 import { confirmDialog, dataTable, errorBox, field, loading, toast } from '../lib/components.js';
 import {
   TEAM_ROLE_LABELS,
   actions,
+  allPages,
   rowActions,
   button,
   choiceSelect,
@@ -56,20 +59,13 @@ export async function applyTeamRoles(org, team, changes) {
   }
 }
 
-/** The team's current role on each of the repositories (name → role). */
-export async function teamRoles(org, team, repositories) {
-  const roles = new Map();
-  await Promise.all(
-    repositories.map(async (repository) => {
-      try {
-        const answer = await api('GET', `${repositoryPath(org, repository)}/permissions/team/${seg(team)}`);
-        roles.set(repository, answer.role);
-      } catch (error) {
-        if (!(error instanceof ApiError && error.status === 404)) throw error;
-      }
-    }),
+/** The team's current role on each repository it has a permission on (name → role). */
+export async function teamRoles(org, team) {
+  const permissions = await allPages(
+    `/organization/${seg(org)}/team/${seg(team)}/permissions`,
+    'permissions',
   );
-  return roles;
+  return new Map(permissions.map((permission) => [permission.repository.name, permission.role]));
 }
 
 /** A list of chosen members with an entity picker to add more; `names()` is the chosen list. */
@@ -156,8 +152,8 @@ async function createTeam(organization, ctx) {
 }
 
 async function setTeamPermissions(org, team, ctx) {
-  const repositories = await namespaceRepositories(org);
-  const roles = repositoryRolesFieldset(repositories, await teamRoles(org, team, repositories));
+  const [repositories, current] = await Promise.all([namespaceRepositories(org), teamRoles(org, team)]);
+  const roles = repositoryRolesFieldset(repositories, current);
   const saved = await openDialog({
     title: `Set repository permissions of ${team}`,
     body: roles.element,
@@ -230,84 +226,48 @@ function teamView(organization, ctx) {
   }).element;
 }
 
-/** Members of every team (name → {teams, is_robot}) and direct permissions (name → [repo: role]). */
-async function membership(organization) {
-  const org = organization.name;
-  const teams = organization.ordered_teams || [];
-  const answers = await Promise.all(
-    teams.map((team) => api('GET', `/organization/${seg(org)}/team/${seg(team)}/members`)),
-  );
-  const members = new Map();
-  answers.forEach((answer, index) => {
-    for (const member of answer.members) {
-      const entry = members.get(member.name) || { teams: [], is_robot: member.is_robot };
-      entry.teams.push(teams[index]);
-      members.set(member.name, entry);
-    }
+/** "repository: role" of each direct permission of a member or collaborator. */
+const grants = (entry) =>
+  entry.repositories.map((repository) => {
+    const role = (entry.repository_roles || {})[repository];
+    return role ? `${repository}: ${role}` : repository;
   });
-  const direct = new Map();
-  const repositories = await namespaceRepositories(org);
-  await Promise.all(
-    repositories.map(async (repository) => {
-      const answer = await api('GET', `${repositoryPath(org, repository)}/permissions/user/`);
-      for (const holder of Object.values(answer.permissions)) {
-        const grants = direct.get(holder.name) || [];
-        grants.push(`${repository}: ${holder.role}`);
-        direct.set(holder.name, grants);
-      }
-    }),
-  );
-  return { members, direct };
-}
 
-function membersView({ members, direct }) {
-  const rows = [...members.entries()]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, entry]) => ({ name, ...entry, grants: direct.get(name) || [] }));
+async function membersView(org) {
+  const members = await allPages(`/organization/${seg(org)}/members`, 'members');
   return dataTable({
     columns: [
-      { key: 'name', label: 'User name', render: (row) => (row.is_robot ? `${row.name} (robot)` : row.name) },
-      { key: 'teams', label: 'Teams', render: (row) => row.teams.join(', ') },
+      { key: 'name', label: 'User name' },
+      { key: 'teams', label: 'Teams', render: (row) => row.teams.map((team) => team.name).join(', ') },
       {
-        key: 'grants',
+        key: 'repositories',
         label: 'Direct repository permissions',
-        render: (row) => row.grants.join(', ') || 'None',
+        render: (row) => grants(row).join(', ') || 'None',
       },
     ],
-    rows,
+    rows: members,
     emptyText: 'No team members.',
   }).element;
 }
 
-function collaboratorsView({ members, direct }) {
-  const rows = [...direct.entries()]
-    .filter(([name]) => !members.has(name) && !name.includes('+'))
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, grants]) => ({ name, grants }));
+async function collaboratorsView(org) {
+  const collaborators = await allPages(`/organization/${seg(org)}/collaborators`, 'collaborators');
   return dataTable({
     columns: [
       { key: 'name', label: 'User name' },
-      { key: 'grants', label: 'Repository permissions', render: (row) => row.grants.join(', ') },
+      { key: 'repositories', label: 'Repository permissions', render: (row) => grants(row).join(', ') },
     ],
-    rows,
+    rows: collaborators,
     emptyText: 'No collaborators: users outside every team with direct repository permissions.',
   }).element;
 }
 
 export async function renderTeams(panel, organization, ctx) {
   const holder = h('div', { class: 'org-view' });
-  let membershipLoad = null;
-  const loadMembership = () => {
-    membershipLoad ??= membership(organization).catch((error) => {
-      membershipLoad = null; // a failed load is tried again the next time a view needs it
-      throw error;
-    });
-    return membershipLoad;
-  };
   const views = {
     team: async () => teamView(organization, ctx),
-    members: async () => membersView(await loadMembership()),
-    collaborators: async () => collaboratorsView(await loadMembership()),
+    members: () => membersView(organization.name),
+    collaborators: () => collaboratorsView(organization.name),
   };
   const labels = { team: 'Team View', members: 'Members View', collaborators: 'Collaborators View' };
   const switches = Object.keys(views).map((id) =>

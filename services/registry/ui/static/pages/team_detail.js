@@ -107,8 +107,8 @@ function settingsSection(org, teamView, ctx) {
 }
 
 async function permissionsSection(org, team, ctx) {
-  const repositories = await namespaceRepositories(org);
-  const roles = repositoryRolesFieldset(repositories, await teamRoles(org, team, repositories));
+  const [repositories, current] = await Promise.all([namespaceRepositories(org), teamRoles(org, team)]);
+  const roles = repositoryRolesFieldset(repositories, current);
   const form = h(
     'form',
     {
