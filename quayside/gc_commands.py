@@ -18,6 +18,7 @@ from rich.table import Table
 # quayside.cli imports this module for its command group; its names are used only when commands run.
 from quayside import command_support, install
 from quayside.embedded import STORAGE_LOCATION
+from services.gc.pacing import lower_process_priority
 from services.gc.passes import GcPass, PassOptions, PassOutcome, recent_passes, run_pass
 from shared.config import FilesystemLocation, Settings
 from shared.db import create_pool
@@ -43,6 +44,7 @@ def _settings(data_dir: Path | None, database_url: str | None, dsn: str) -> Sett
 async def _run(data_dir: Path | None, database_url: str | None, dry_run: bool) -> PassOutcome:
     async with command_support.database_url_of(data_dir, database_url) as dsn:
         settings = _settings(data_dir, database_url, dsn)
+        lower_process_priority(settings.garbage_collection_niceness)
         pool = await create_pool(dsn, max_size=2)
         try:
             locations = await Locations.open(settings)

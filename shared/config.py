@@ -234,6 +234,9 @@ class Settings(BaseSettings):
     push_temp_tag_expiration_sec: int = Field(default=3600, ge=0, le=365 * 86_400)
     # Share of a pass's wall time spent working: between batches it rests the rest (1: never rests).
     garbage_collection_duty: float = Field(default=0.5, gt=0, le=1)
+    # CPU niceness of a process that only collects garbage (`python -m services.gc`, `quayside gc run`;
+    # not the embedded start, where the registry shares the process): 0 leaves it as started.
+    garbage_collection_niceness: int = Field(default=10, ge=0, le=19)
 
     # Geo-replication (services/replication, docs/geo-replication.md). Quay's FEATURE_STORAGE_REPLICATION:
     # copy every pushed blob to the locations it must reach; DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS:

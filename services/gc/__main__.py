@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.gc.app import create_app
+from services.gc.pacing import lower_process_priority
 from services.gc.worker import run_gc_worker
 from shared.config import Settings
 from shared.http_guard import NO_STORE, install_http_guard
@@ -21,6 +22,7 @@ from shared.service_main import run_service
 
 
 def _parts(settings: Settings) -> tuple[FastAPI, Coroutine[Any, Any, None]]:
+    lower_process_priority(settings.garbage_collection_niceness)
     app = create_app(settings)
     install_http_guard(app, settings, {"/api/v1": (NO_STORE,)})
     return app, run_gc_worker(settings)

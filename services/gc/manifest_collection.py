@@ -21,7 +21,7 @@ from datetime import datetime
 import asyncpg
 
 from services.gc.announcements import announce_manifests_removed, repository_names
-from services.gc.pacing import Pacer
+from services.gc.pacing import Pacer, commit_without_waiting_for_flush
 from services.gc.tally import DeletedManifest, PassTally
 
 BATCH = 500
@@ -88,6 +88,7 @@ async def collect_manifests(
 
 async def _delete(conn: asyncpg.Connection, tally: PassTally, unreached: list[int], cutoff: datetime) -> None:
     async with conn.transaction():
+        await commit_without_waiting_for_flush(conn)
         locked = [row[0] for row in await conn.fetch(_LOCK, unreached)]
         if not locked:
             return

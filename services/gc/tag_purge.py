@@ -12,6 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.gc.pacing import commit_without_waiting_for_flush
 from services.gc.tally import PassTally
 
 BATCH = 1000
@@ -30,6 +31,7 @@ async def purge_tags(conn: asyncpg.Connection, tally: PassTally, now: datetime) 
     """Delete, in batches of one transaction each, every tag row out of the time machine at ``now``."""
     while True:
         async with conn.transaction():
+            await commit_without_waiting_for_flush(conn)
             purged = len(await conn.fetch(_PURGE, now, BATCH))
         tally.tags_purged += purged
         tally.rows("tag", purged)

@@ -25,7 +25,12 @@ async def test_gc_run_shows_what_it_would_delete_then_deletes_it_and_status_list
         await conn.execute("UPDATE blob SET created_at = now() - interval '2 hours'")
         await conn.execute("UPDATE repository_blob SET touched_at = now() - interval '2 hours'")
     storage = {name: location.model_dump() for name, location in registry.settings.storage_locations.items()}
-    env = {"QUAYSIDE_STORAGE_LOCATIONS": json.dumps(storage), "QUAYSIDE_STORAGE_PREFERENCE": "local"}
+    env = {
+        "QUAYSIDE_STORAGE_LOCATIONS": json.dumps(storage),
+        "QUAYSIDE_STORAGE_PREFERENCE": "local",
+        # In process: a lowered priority would stay with the test's thread.
+        "QUAYSIDE_GARBAGE_COLLECTION_NICENESS": "0",
+    }
     database = ["--database-url", registry.settings.database_url]
     runner = CliRunner()
 

@@ -138,7 +138,12 @@ async def test_a_source_copy_that_does_not_match_its_digest_fails_and_stores_not
 async def test_nothing_is_copied_while_the_registry_is_read_only(database_url: str, tmp_path: Path) -> None:
     locations = {name: FilesystemLocation(root=str(tmp_path / name)) for name in ("us", "eu")}
     settings = replication_settings(
-        database_url, locations, preference=["us"], defaults=["us", "eu"], registry_state_refresh_s=0.1
+        # No caching of the registry's state: the copier's first look sees the switch.
+        database_url,
+        locations,
+        preference=["us"],
+        defaults=["us", "eu"],
+        registry_state_refresh_s=0,
     )
     async with replication_harness(settings, copying=False) as harness:
         owner = await harness.registry.user()
