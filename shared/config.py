@@ -238,7 +238,7 @@ class Settings(BaseSettings):
     # not the embedded start, where the registry shares the process): 0 leaves it as started.
     garbage_collection_niceness: int = Field(default=10, ge=0, le=19)
 
-    # Geo-replication (services/replication, docs/geo-replication.md). Quay's FEATURE_STORAGE_REPLICATION:
+    # Geo-replication (services/replication; README "Geo-replication"). Quay's FEATURE_STORAGE_REPLICATION:
     # copy every pushed blob to the locations it must reach; DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS:
     # those locations for a namespace without its own replication targets (set by superusers through
     # /api/v1/superuser/replication/...). Unknown names are refused at start-up.

@@ -32,3 +32,14 @@ UPSTREAM_FAILURES = Counter(
     " (connect, timeout, transport)",
     ["region", "kind"],
 )
+SERVICE_ROUTED = Counter(
+    "quayside_gateway_service_routed_requests",
+    "Requests the gateway forwarded to a service route (QUAYSIDE_GATEWAY_SERVICES), by service",
+    ["service"],
+)
+SERVICE_FAILURES = Counter(
+    "quayside_gateway_service_failures",
+    "Requests to a service route that failed before the service answered, by service and kind"
+    " (connect, timeout, transport)",
+    ["service", "kind"],
+)

@@ -15,6 +15,12 @@
   received, goes to the next region. A GET or HEAD whose exchange failed otherwise before the
   answer began is retried on the next region too. Other failures answer 502 (504 on a timeout),
   503 when no region is left, in the protocol's error format of the path.
+- A path of a service route (settings.services: the mirroring API, say) goes to that service
+  instead, forwarded the same way, its answer carrying ``Quayside-Service`` instead of
+  ``Quayside-Region``. A service has one URL and no failover, so its health is not watched: a
+  service that refuses the connection answers 503, a timeout 504, any other failure 502 (nothing
+  retried), and the gateway's own health does not depend on it (/gateway/status shows each
+  service's last failure).
 
 The upstream client is aiohttp's: forwarding a small request costs it about 0.1 ms of CPU, httpx's
 connection pool about 0.7 ms (measured with 16 concurrent requests), which decides the gateway's
@@ -36,13 +42,14 @@ import yarl
 from starlette.types import Message, Receive, Scope, Send
 
 from services.gateway import metrics
-from services.gateway.routing import Regions, Route, UnknownRegionError
-from services.gateway.settings import GatewaySettings
+from services.gateway.routing import Regions, Route, Services, UnknownRegionError
+from services.gateway.settings import GatewaySettings, ServiceRoute
 from shared.http_guard import protocol_error
 
 log = logging.getLogger(__name__)
 
 REGION_ANSWER_HEADER = b"quayside-region"
+SERVICE_ANSWER_HEADER = b"quayside-service"
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -130,22 +137,32 @@ def _end_to_end(headers: HeaderList, also_dropped: frozenset[bytes]) -> HeaderLi
 
 
 class Proxy:
-    """The ASGI app forwarding every request it gets to a region, through the region's session
-    (``sessions``, filled by the app's lifespan)."""
+    """The ASGI app forwarding every request it gets to a region, or to the service of a service
+    route, through that upstream's session (``sessions``, by region or service name, filled by the
+    app's lifespan)."""
 
     def __init__(
-        self, settings: GatewaySettings, regions: Regions, sessions: Mapping[str, aiohttp.ClientSession]
+        self,
+        settings: GatewaySettings,
+        regions: Regions,
+        services: Services,
+        sessions: Mapping[str, aiohttp.ClientSession],
     ) -> None:
         self._settings = settings
         self._regions = regions
+        self._services = services
         self._sessions = sessions
-        self._bases = dict(settings.regions)
-        self._rewriter = UrlRewriter(settings.regions)
+        self._bases = settings.upstream_urls()
+        self._rewriter = UrlRewriter(self._bases)
         self._region_header = settings.region_header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
         path: str = scope["path"]
+        service = self._services.match(path)
+        if service is not None:
+            await self._forward_to_service(scope, receive, send, service)
+            return
         requested = _header(scope["headers"], self._region_header)
         client = scope.get("client")
         try:
@@ -167,9 +184,45 @@ class Proxy:
             return
         route, response = outcome
         try:
-            await self._answer(scope, receive, send, route, response)
+            await self._answer(scope, receive, send, route.region, response)
         finally:
             response.close()  # a no-op once the body was read whole: the connection is back in the pool
+
+    async def _forward_to_service(self, scope: Scope, receive: Receive, send: Send, service: ServiceRoute) -> None:
+        body = RequestBody(receive) if _has_body(scope["headers"]) else None
+        try:
+            outcome = await self._service_exchange(scope, service.name, body)
+        except ClientDisconnectedError:
+            return
+        if isinstance(outcome, Refusal):
+            await protocol_error(scope["path"], outcome.status, "UNAVAILABLE", outcome.message, {})(
+                scope, receive, send
+            )
+            return
+        try:
+            await self._answer(scope, receive, send, service.name, outcome)
+        finally:
+            outcome.close()
+
+    async def _service_exchange(
+        self, scope: Scope, service: str, body: RequestBody | None
+    ) -> aiohttp.ClientResponse | Refusal:
+        """The service's response, or the error to answer (one attempt: there is nowhere else to go)."""
+        try:
+            response = await self._send(scope, service, body)
+        except _CONNECT_ERRORS as error:
+            self._failed(service, "connect", error)
+            return Refusal(503, f"service {service} could not be reached")
+        except TimeoutError as error:
+            self._failed(service, "timeout", error)
+            return Refusal(504, f"service {service} did not answer in time")
+        except aiohttp.ClientError as error:
+            if body is not None and body.client_gone:
+                raise ClientDisconnectedError from error
+            self._failed(service, "transport", error)
+            return Refusal(502, f"service {service} failed to answer")
+        self._services.note_routed(service)
+        return response
 
     async def _exchange(
         self, scope: Scope, home: str, body: RequestBody | None
@@ -203,17 +256,22 @@ class Proxy:
             return route, response
         return Refusal(503, "no region is available")
 
-    def _failed(self, region: str, kind: str, error: BaseException) -> None:
-        metrics.UPSTREAM_FAILURES.labels(region, kind).inc()
-        log.warning("forwarding to region %s failed (%s): %r", region, kind, error)
+    def _failed(self, upstream: str, kind: str, error: BaseException) -> None:
+        """Count a failed forward to a region or a service (their names never collide)."""
+        if upstream in self._services.states:
+            self._services.note_failed(upstream, kind, repr(error))
+            log.warning("forwarding to service %s failed (%s): %r", upstream, kind, error)
+            return
+        metrics.UPSTREAM_FAILURES.labels(upstream, kind).inc()
+        log.warning("forwarding to region %s failed (%s): %r", upstream, kind, error)
 
-    async def _send(self, scope: Scope, region: str, body: RequestBody | None) -> aiohttp.ClientResponse:
+    async def _send(self, scope: Scope, upstream: str, body: RequestBody | None) -> aiohttp.ClientResponse:
         query: bytes = scope["query_string"]
         target = scope.get("raw_path") or scope["path"].encode()
         if query:
             target += b"?" + query
-        url = yarl.URL(self._bases[region] + target.decode("latin-1"), encoded=True)
-        return await self._sessions[region].request(
+        url = yarl.URL(self._bases[upstream] + target.decode("latin-1"), encoded=True)
+        return await self._sessions[upstream].request(
             scope["method"],
             url,
             headers=self._upstream_headers(scope),
@@ -246,25 +304,27 @@ class Proxy:
             return f"{scope['scheme']}://{server_host}:{server_port}"
         return f"{scope['scheme']}://{host.decode('latin-1')}"
 
-    def _client_headers(self, scope: Scope, region: str, response: aiohttp.ClientResponse) -> HeaderList:
+    def _client_headers(self, scope: Scope, upstream: str, response: aiohttp.ClientResponse) -> HeaderList:
         rewritten: HeaderList = []
         for name, value in _end_to_end(list(response.raw_headers), frozenset()):
             lowered = name.lower()
             if lowered in (b"location", b"www-authenticate"):
-                text = self._rewriter.rewrite(region, value.decode("latin-1"), self._gateway_base(scope))
+                text = self._rewriter.rewrite(upstream, value.decode("latin-1"), self._gateway_base(scope))
                 value = text.encode("latin-1")
             rewritten.append((lowered, value))
-        rewritten.append((REGION_ANSWER_HEADER, region.encode()))
+        answered_by = SERVICE_ANSWER_HEADER if upstream in self._services.states else REGION_ANSWER_HEADER
+        rewritten.append((answered_by, upstream.encode()))
         return rewritten
 
     async def _answer(
-        self, scope: Scope, receive: Receive, send: Send, route: Route, response: aiohttp.ClientResponse
+        self, scope: Scope, receive: Receive, send: Send, upstream: str, response: aiohttp.ClientResponse
     ) -> None:
+        """Pass the answer of ``upstream`` (a region or a service) back to the client."""
         await send(
             {
                 "type": "http.response.start",
                 "status": response.status,
-                "headers": self._client_headers(scope, route.region, response),
+                "headers": self._client_headers(scope, upstream, response),
             }
         )
         length = response.content_length
@@ -276,7 +336,7 @@ class Proxy:
                 await _pass_body_until_disconnect(response, send, receive)
         except (aiohttp.ClientError, TimeoutError) as error:
             # The answer has begun: the client sees it cut short (uvicorn closes the connection).
-            self._failed(route.region, "transport", error)
+            self._failed(upstream, "transport", error)
 
 
 def _header(headers: HeaderList, wanted: bytes) -> bytes | None:

@@ -5,6 +5,9 @@ down, the first healthy region of the failover order.
 Region health has hysteresis: ``failures_to_mark_down`` failed health checks in a row mark a region
 down, ``successes_to_mark_up`` good ones mark it up again; a request that cannot connect marks its
 region down at once. Everything here is plain state on one event loop (no locks needed).
+
+Paths of the service routes (settings.services) are not routed to a region: ``Services.match``
+names the service that takes them, and keeps what was forwarded to each and its last failure.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from services.gateway import metrics
-from services.gateway.settings import ClientNetwork, GatewaySettings
+from services.gateway.settings import ClientNetwork, GatewaySettings, ServiceRoute
 
 
 class UnknownRegionError(ValueError):
@@ -162,3 +165,40 @@ class Regions:
     def _set_health(state: RegionState, *, healthy: bool) -> None:
         state.healthy = healthy
         metrics.REGION_UP.labels(state.name).set(1 if healthy else 0)
+
+
+@dataclass
+class ServiceState:
+    """What the gateway forwarded to one service, and how the last failed forward failed."""
+
+    route: ServiceRoute
+    routed: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+@dataclass
+class Services:
+    """The service routes, in their configured order (the first whose path matches wins)."""
+
+    settings: GatewaySettings
+    states: dict[str, ServiceState] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.states = {route.name: ServiceState(route) for route in self.settings.services}
+
+    def match(self, path: str) -> ServiceRoute | None:
+        """The service taking requests for ``path``; None: a region does."""
+        return next((route for route in self.settings.services if route.serves(path)), None)
+
+    def note_routed(self, name: str) -> None:
+        self.states[name].routed += 1
+        metrics.SERVICE_ROUTED.labels(name).inc()
+
+    def note_failed(self, name: str, kind: str, reason: str) -> None:
+        state = self.states[name]
+        state.failures += 1
+        state.last_error = f"{kind}: {reason}"
+        state.last_error_at = time.time()
+        metrics.SERVICE_FAILURES.labels(name, kind).inc()

@@ -2,7 +2,8 @@
 own server come from shared.config.Settings, QUAYSIDE_HTTP_* and QUAYSIDE_TLS_*).
 
 Every region name the settings mention must be one of ``regions``: a setting naming another is
-refused when the settings are read, with the unknown names in the message.
+refused when the settings are read, with the unknown names in the message. A service route whose
+path is not a regular expression, or whose name is taken, is refused the same way.
 """
 
 from __future__ import annotations
@@ -43,6 +44,44 @@ class ClientNetwork(BaseModel):
             raise ValueError(f"{value!r} is not a network in CIDR notation: {error}") from None
 
 
+class ServiceRoute(BaseModel):
+    """Requests whose path (percent-decoded, without the query) fullmatches ``path`` go to the
+    service at ``url`` (one base URL: a service has no failover) instead of a region."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: re.Pattern[str]
+    url: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if REGION_NAME.fullmatch(value) is None:
+            raise ValueError(f"service name {value!r} must match {REGION_NAME.pattern}")
+        return value
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _pattern(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return re.compile(value)
+        except re.error as error:
+            raise ValueError(f"path {value!r} is not a regular expression: {error}") from None
+
+    @field_validator("url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if re.fullmatch(r"https?://[^/?#\s]+/?", value) is None:
+            raise ValueError(f"{value!r} is not an http(s)://host[:port] base URL")
+        return value.rstrip("/")
+
+    def serves(self, path: str) -> bool:
+        return self.path.fullmatch(path) is not None
+
+
 class GatewaySettings(BaseSettings):
     """Where the regions are, which clients belong to which, and how their health is watched."""
 
@@ -79,6 +118,10 @@ class GatewaySettings(BaseSettings):
     # Unset: the scheme and Host of each request.
     public_url: str | None = None
     listen: ListenSetting = ListenAddress.parse("0.0.0.0:5010")
+    # Paths served by another service than the registries (JSON list of {"name", "path", "url"},
+    # e.g. the mirroring API): the first route whose path regex fullmatches the request's path
+    # takes it; every other path goes to a region. Their health is not watched (see proxying).
+    services: list[ServiceRoute] = Field(default_factory=list)
 
     @field_validator("failover_order", mode="before")
     @classmethod
@@ -128,7 +171,15 @@ class GatewaySettings(BaseSettings):
             raise ValueError(
                 f"unknown region(s) {', '.join(unknown)}; the regions are {', '.join(self.regions)}"
             )
+        names = [service.name for service in self.services]
+        taken = sorted({name for name in names if names.count(name) > 1 or name in self.regions})
+        if taken:
+            raise ValueError(f"service name(s) {', '.join(taken)} used twice or also a region's name")
         return self
+
+    def upstream_urls(self) -> dict[str, str]:
+        """The base URL of every region and service, by name (the names never collide)."""
+        return {**self.regions, **{service.name: service.url for service in self.services}}
 
     def preference(self) -> list[str]:
         """Every region, in failover order: the listed ones first, then the others as configured."""

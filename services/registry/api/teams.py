@@ -148,7 +148,7 @@ async def remove_member(
 
 
 @router.get("/organization/{orgname}/team/{teamname}/permissions")
-async def list_team_permissions(
+async def list_team_repository_permissions(
     teamname: str,
     next_page: str | None = Query(
         default=None, max_length=MAX_TOKEN_LENGTH, description="next_page of the previous answer"
