@@ -17,10 +17,14 @@ The gateway needs no database and no broker. Its settings are QUAYSIDE_GATEWAY_*
   piece of an answer), _MAX_CONNECTIONS_PER_REGION (256): upstream requests.
 - QUAYSIDE_GATEWAY_PUBLIC_URL: the gateway's URL as clients reach it (Location and token realm
   rewriting); default: the scheme and Host of each request.
+- QUAYSIDE_GATEWAY_SERVICES: JSON list ``[{"name": "mirror", "path": "<regex>", "url":
+  "http://mirror:5001"}, ...]``; a request whose path fullmatches a route's regex (the first
+  matching route wins) goes to that service instead of a region. A regex that does not compile,
+  or a name used twice or also a region's, ends the start. Services' health is not watched.
 - QUAYSIDE_GATEWAY_LISTEN (default ``0.0.0.0:5010``; QUAYSIDE_LISTEN is not read).
 
 The gateway's own server takes QUAYSIDE_HTTP_* limits and QUAYSIDE_TLS_* (shared.config.Settings).
-Settings that name an unknown region, a malformed CIDR or URL end the start with exit status 2 and
+Settings that name an unknown region, a malformed CIDR, URL or path regex end the start with exit status 2 and
 a message naming them. Stops on SIGINT or SIGTERM (shared.service_main).
 """
 

@@ -5,7 +5,11 @@
   one region is healthy, else 503.
 - ``GET /health/endtoend``: the same, from a health check of every region made now.
 - ``GET /gateway/status``: every region's URL, health, last check and error, requests routed to
-  it, failovers to it and mean upstream latency (JSON). Not under /api/v1, which is forwarded.
+  it, failovers to it and mean upstream latency; every service route's path, URL, requests
+  forwarded and last failure (JSON). Not under /api/v1, which is forwarded.
+
+Service routes do not count in the health answers: their health is not watched (a service has
+no failover, and a mirror being down must not make the gateway look down).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.gateway.routing import Regions
+from services.gateway.routing import Regions, Services
 from services.gateway.settings import GatewaySettings
 from services.gateway.worker import probe_region
 from shared.health import UNHEALTHY_RESPONSES, HealthReport, ServiceStatuses, run_checks
@@ -32,6 +36,7 @@ class GatewayContext:
 
     settings: GatewaySettings
     regions: Regions
+    services: Services
     health_client: httpx.AsyncClient
 
 
@@ -54,6 +59,19 @@ class RegionStatus(BaseModel):
     last_upstream_ms: float | None
 
 
+class ServiceStatus(BaseModel):
+    """A service route: ``routed`` requests forwarded, ``failures`` that got no answer, the last one's
+    reason and time."""
+
+    name: str
+    path: str
+    url: str
+    routed: int
+    failures: int
+    last_error: str | None
+    last_error_at: float | None
+
+
 class GatewayStatus(BaseModel):
     healthy: bool
     routed: int
@@ -61,6 +79,7 @@ class GatewayStatus(BaseModel):
     default_region: str
     failover_order: list[str]
     regions: list[RegionStatus]
+    services: list[ServiceStatus]
 
 
 def _health_answer(by_region: dict[str, bool]) -> JSONResponse:
@@ -113,5 +132,17 @@ async def gateway_status(context: GatewayContext = Depends(get_gateway_context))
                 else None,
             )
             for state in states
+        ],
+        services=[
+            ServiceStatus(
+                name=state.route.name,
+                path=state.route.path.pattern,
+                url=state.route.url,
+                routed=state.routed,
+                failures=state.failures,
+                last_error=state.last_error,
+                last_error_at=state.last_error_at,
+            )
+            for state in context.services.states.values()
         ],
     )

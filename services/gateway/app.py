@@ -1,5 +1,6 @@
 """The gateway's HTTP application: its own routes (services.gateway.api, ``/metrics``) and, for
-every other path, the proxy to a region (services.gateway.proxying).
+every other path, the proxy to a region or, for a service route's path, to that service
+(services.gateway.proxying).
 
 ``/metrics`` is the gateway's, so a registry's ``/metrics`` is not reachable through the gateway
 (scrape the registries directly); the registries' ``/docs`` neither is while the gateway serves none.
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.gateway import api
 from services.gateway.api import GatewayContext
 from services.gateway.proxying import NOT_ADDED_HEADERS, Proxy
-from services.gateway.routing import Regions
+from services.gateway.routing import Regions, Services
 from services.gateway.settings import GatewaySettings
 from services.gateway.worker import health_client
 from shared.api_errors import quay_http_error_handler, quay_validation_error_handler
@@ -50,7 +51,7 @@ async def prometheus_metrics() -> Response:
 def region_sessions(
     settings: GatewaySettings, verify: ssl.SSLContext | bool
 ) -> dict[str, aiohttp.ClientSession]:
-    """One connection pool per region. Nothing added to what is forwarded: no cookie jar, no
+    """One connection pool per region and per service route. Nothing added to what is forwarded: no cookie jar, no
     decompression, no headers of aiohttp's own (services.gateway.proxying.NOT_ADDED_HEADERS)."""
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
@@ -69,7 +70,7 @@ def region_sessions(
             skip_auto_headers=NOT_ADDED_HEADERS,
             trust_env=False,
         )
-        for name in settings.regions
+        for name in settings.upstream_urls()
     }
 
 
@@ -93,12 +94,15 @@ def _own_app(
     settings: GatewaySettings,
     shared: Settings,
     regions: Regions,
+    services: Services,
     sessions: dict[str, aiohttp.ClientSession],
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with opened_sessions(settings, sessions) as verify, health_client(verify) as client:
-            app.state.gateway = GatewayContext(settings=settings, regions=regions, health_client=client)
+            app.state.gateway = GatewayContext(
+                settings=settings, regions=regions, services=services, health_client=client
+            )
             yield
 
     # No /docs: they would shadow the registries'.
@@ -153,7 +157,8 @@ def create_app(settings: GatewaySettings, shared: Settings, regions: Regions | N
     """The gateway for settings; its HTTP limits and /metrics switch from shared. ``regions``: the
     routing state the health watcher updates (made here when None)."""
     regions = regions or Regions(settings)
+    services = Services(settings)
     # Opened by the lifespan (the CA file is read off the event loop), used by the proxy.
     sessions: dict[str, aiohttp.ClientSession] = {}
-    proxy = Proxy(settings, regions, sessions)
-    return GatewayApp(_own_app(settings, shared, regions, sessions), proxy)
+    proxy = Proxy(settings, regions, services, sessions)
+    return GatewayApp(_own_app(settings, shared, regions, services, sessions), proxy)

@@ -188,7 +188,9 @@ class Proxy:
         finally:
             response.close()  # a no-op once the body was read whole: the connection is back in the pool
 
-    async def _forward_to_service(self, scope: Scope, receive: Receive, send: Send, service: ServiceRoute) -> None:
+    async def _forward_to_service(
+        self, scope: Scope, receive: Receive, send: Send, service: ServiceRoute
+    ) -> None:
         body = RequestBody(receive) if _has_body(scope["headers"]) else None
         try:
             outcome = await self._service_exchange(scope, service.name, body)

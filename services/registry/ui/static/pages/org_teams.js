@@ -1,9 +1,8 @@
 // An organization's "Teams and membership" tab: the Team, Members and Collaborators views; create
 // a team with repository permissions and members; set a team's repository permissions; delete.
-// The Members and Collaborators views read the organization's member and collaborator lists
-// (GET /organization/{org}/members and /collaborators, admins only), a team's roles its permission
-// list (GET /organization/{org}/team/{team}/permissions): one request a page, whatever the number
-// of teams and repositories.
+// The Members and Collaborators views read GET /organization/{org}/members and /collaborators
+// (admins only); a team's current roles come from GET /organization/{org}/team/{team}/permissions.
+// Each costs one request per page of 100, however many teams and repositories there are.
 
 import { h } from '../lib/dom.js';
 import { api } from '../lib/api.js';
