@@ -98,6 +98,9 @@ async def fresh_image(
 
 
 async def timed_pull(source: str, destination: Path, *auth: str) -> float:
+    """skopeo copy of source into an OCI layout, timed; the earlier pulls' written data is synced
+    first, so that its writeback does not land in this pull's time."""
+    await asyncio.to_thread(os.sync)
     started = time.perf_counter()
     result = await run_skopeo("copy", "--src-tls-verify=false", *auth, source, f"oci:{destination}:v1")
     seconds = time.perf_counter() - started
@@ -146,6 +149,16 @@ async def wait_until_stored(suite: Suite, repository: str) -> None:
         await conn.close()
 
 
+async def miss_pull(suite: Suite, repository: str, destination: Path) -> float:
+    """The miss, timed until skopeo has the image; the fills' storing that goes on after it is
+    waited for untimed, so that it does not land in the next pull's time either."""
+    seconds = await timed_pull(
+        f"docker://{suite.host}/cache/{repository}:v1", destination, f"--src-creds={suite.creds}"
+    )
+    await wait_until_stored(suite, repository)
+    return seconds
+
+
 async def in_turn(
     number: int,
     first: tuple[list[float], Callable[[], Awaitable[float]]],
@@ -180,12 +193,12 @@ async def measure(
             through = f"docker://{suite.host}/cache/{repository}:v1"
             # The direct pull goes through the same counting proxy as the cache's fetches: same path.
             direct_ref = f"docker://{upstream.proxy.host}/{repository}:v1"
+
             await in_turn(
                 number,
                 (direct, functools.partial(timed_pull, direct_ref, work_dir / f"direct{number}")),
-                (miss, functools.partial(timed_pull, through, work_dir / f"miss{number}", *auth)),
+                (miss, functools.partial(miss_pull, suite, repository, work_dir / f"miss{number}")),
             )
-            await wait_until_stored(suite, repository)
             normal_ref = f"docker://{suite.host}/normal/app{number}:v1"
             (
                 await run_skopeo(

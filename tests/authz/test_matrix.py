@@ -22,6 +22,7 @@ from tests.authz import (
     expectations_conformance,
     expectations_entities,
     expectations_members,
+    expectations_placements,
     expectations_proxycache,
     expectations_quota,
     expectations_readonly,
@@ -49,6 +50,7 @@ EXPECTATIONS: dict[str, Expectation] = {
     **expectations_replication.EXPECTATIONS,
     **expectations_ui.EXPECTATIONS,
     **expectations_members.EXPECTATIONS,
+    **expectations_placements.EXPECTATIONS,
 }
 V2_REPOSITORY_OPERATIONS = [operation for operation in OPERATIONS if " /v2/{name:path}/" in operation]
 

@@ -24,6 +24,7 @@ from services.registry.api import (
     notifications,
     organizations,
     permissions,
+    placements,
     prototypes,
     proxycache,
     pull_statistics,
@@ -66,6 +67,7 @@ routers.append(autoprune.router)
 routers += [session.router, session.csrf_router]
 routers.append(registry_state.router)
 routers.append(replication.router)
+routers.append(placements.router)
 routers.append(repositories.item_router)
 
 __all__ = ["DeclaredBodyLimit", "routers"]
