@@ -28,9 +28,10 @@ class S3Location(BaseModel):
     # https endpoints: verify the certificate (false: do not), against this CA bundle when set.
     verify_tls: bool = True
     ca_bundle: str | None = None
-    # Attempts per request (botocore's "standard" retry mode) and the connect time limit: a location that
-    # is down fails in about connect_timeout_s instead of botocore's default ~7 s of retries.
-    max_attempts: int = Field(default=2, ge=1, le=10)
+    # Attempts per request (botocore's "standard" retry mode: transient errors such as a 500
+    # InternalError are retried after a random back-off of up to 1 s, then 2 s) and the connect time
+    # limit: a location that is down fails within a few seconds instead of botocore's legacy ~7 s.
+    max_attempts: int = Field(default=3, ge=1, le=10)
     connect_timeout_s: float = Field(default=5.0, gt=0)
 
 

@@ -281,6 +281,20 @@ async def test_a_push_crosses_rabbitmq_to_quota_and_replication(suite: Suite, tm
     await eventually(replicated, timeout_s=120, step_s=1.0)
 
 
+async def test_the_mirror_api_is_reached_through_the_gateway(suite: Suite, tmp_path: Path) -> None:
+    account, org = await _organization(suite)
+    await _push(suite, tmp_path, account, f"{org}/app")
+    async with httpx.AsyncClient(base_url=suite.url, auth=(account.username, account.password)) as client:
+        mirror = await client.get(f"/api/v1/repository/{org}/app/mirror")
+        repository = await client.get(f"/api/v1/repository/{org}/app")
+    # The mirror service answers its API (no mirror configured yet: Quay's 404), a region the rest.
+    assert mirror.status_code == 404, mirror.text
+    assert mirror.headers["quayside-service"] == "mirror"
+    assert isinstance(mirror.json()["detail"], str)
+    assert repository.status_code == 200, repository.text
+    assert repository.headers["quayside-region"] in {"us", "eu"}
+
+
 async def test_a_log_export_is_written_on_the_log_exports_volume(suite: Suite, tmp_path: Path) -> None:
     account, org = await _organization(suite)
     await _push(suite, tmp_path, account, f"{org}/app")

@@ -71,26 +71,3 @@ async def test_wrong_credentials_answer_unauthorized_and_cache_nothing(
         assert cached == 0
         assert validated.status_code == 400 and "credentials" in validated.json()["detail"]
         assert valid.status_code == 202
-
-
-async def test_the_accepted_credentials_are_reused_for_every_request_and_repository(
-    shared_registry: LiveRegistry, auth_upstream: Upstream, tmp_path: Path
-) -> None:
-    """One challenge per upstream repository: afterwards every manifest and blob request of the
-    cache's pulls carries the header that worked (no 401 round trip per request)."""
-    username, password = CREDENTIALS
-    fields = {"upstream_registry_username": username, "upstream_registry_password": password}
-    async with cache_of(shared_registry, auth_upstream, tmp_path / "images", **fields) as cache:
-        await cache.push_image("first", "v1", own_layer_size=64 * 1024)
-        await cache.push_image("second", "v1", own_layer_size=64 * 1024)
-        cache.counter.reset_counts()
-        await cache.pull("first", "v1", tmp_path / "first")
-        await cache.pull("second", "v1", tmp_path / "second")
-
-        blob_requests = {path: count for path, count in cache.counter.requests.items() if "/blobs/" in path}
-        manifest_requests = {
-            path: count for path, count in cache.counter.requests.items() if "/manifests/" in path
-        }
-    assert blob_requests and set(blob_requests.values()) == {1}, cache.counter.requests
-    # Each repository's first manifest request meets the challenge once, then is sent again.
-    assert sorted(manifest_requests.values()) == [2, 2], cache.counter.requests

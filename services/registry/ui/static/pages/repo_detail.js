@@ -36,10 +36,8 @@ export async function render(root, params, ctx) {
     list.push(
       { id: 'mirroring', label: 'Mirroring', render: (panel) => settle(panel, renderMirroring(panel, context)) },
       { id: 'settings', label: 'Settings', render: (panel) => settle(panel, renderSettings(panel, context)) },
+      { id: 'placement', label: 'Placement', render: (panel) => settle(panel, renderPlacement(panel, context)) },
     );
-  }
-  if (ctx.user.super_user) {
-    list.push({ id: 'placement', label: 'Placement', render: (panel) => settle(panel, renderPlacement(panel, context)) });
   }
   const active = params.query.get('tab') || 'tags';
   root.append(

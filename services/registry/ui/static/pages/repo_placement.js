@@ -1,7 +1,7 @@
-// The Placement tab (superusers): the storage locations the repository's namespace must be placed
-// in (geo-replication targets), how far each location's copies are, and, for a tag chosen, where
-// each of its blobs is placed and which required locations still miss it
-// (GET …/manifest/{digest}/placements). The chosen tag is kept in the page's query (?tag=).
+// The Placement tab (repository administrators): for a tag chosen, where each of its blobs is placed
+// and which required locations still miss it (GET …/manifest/{digest}/placements; the chosen tag is
+// kept in the page's query, ?tag=); for superusers also the storage locations the repository's
+// namespace must be placed in (geo-replication targets) and how far each location's copies are.
 import { h } from '../lib/dom.js';
 import { api } from '../lib/api.js';
 import { dataTable, errorBox, field, formatBytes, loading } from '../lib/components.js';
@@ -123,6 +123,10 @@ async function tagPlacements(ctx) {
 }
 
 export async function renderPlacement(panel, ctx) {
+  if (!ctx.user.super_user) {
+    panel.append(h('h2', {}, 'Placement per region'), ...(await tagPlacements(ctx)));
+    return;
+  }
   const { repo } = ctx;
   const [targets, status, perTag] = await Promise.all([
     api('GET', `/superuser/replication/${encodeURIComponent(repo.namespace)}`),
