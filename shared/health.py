@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+import aio_pika
+import asyncpg
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -76,3 +78,23 @@ def health_report(services: dict[str, bool], headers: Mapping[str, str] | None =
     status_code = 200 if all(services.values()) else 503
     report = HealthReport(data=ServiceStatuses(services=services), status_code=status_code)
     return JSONResponse(report.model_dump(), status_code=status_code, headers=headers)
+
+
+async def database_takes_a_write(pool: asyncpg.Pool) -> None:
+    """The database takes a write and gives it back: a temporary table in a transaction rolled back."""
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute("CREATE TEMPORARY TABLE health_write_probe (x int) ON COMMIT DROP")
+            await conn.execute("INSERT INTO health_write_probe VALUES (1)")
+            if await conn.fetchval("SELECT x FROM health_write_probe") != 1:
+                raise RuntimeError("the database gave back another row than it was given")
+        finally:
+            await transaction.rollback()
+
+
+async def broker_answers(amqp_url: str) -> None:
+    """The broker takes a connection."""
+    connection = await aio_pika.connect(amqp_url)
+    await connection.close()

@@ -19,7 +19,7 @@ from services.gc.api import GcContext, get_gc_context
 from shared.api_errors import quay_http_error_handler, quay_validation_error_handler
 from shared.config import Settings
 from shared.db import create_pool
-from shared.health import Check, health_report, run_checks
+from shared.health import Check, database_takes_a_write, health_report, run_checks
 from shared.http_guard import api_docs_urls
 from shared.http_input import InputGuard, database_input_handler
 from shared.observability import RequestMetrics, metrics_response
@@ -54,22 +54,11 @@ async def _write_probe(locations: Locations, name: str) -> None:
         await driver.delete(path)
 
 
-async def _write_database(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            await conn.execute("CREATE TEMPORARY TABLE gc_health_probe (x int) ON COMMIT DROP")
-            await conn.execute("INSERT INTO gc_health_probe VALUES (1)")
-        finally:
-            await transaction.rollback()
-
-
 async def _checks(context: GcContext, *, end_to_end: bool) -> dict[str, bool]:
     locations = context.locations
     probe = _write_probe if end_to_end else _stat_probe
     checks: dict[str, Check] = {
-        "database": functools.partial(_write_database, context.pool)
+        "database": functools.partial(database_takes_a_write, context.pool)
         if end_to_end
         else functools.partial(context.pool.fetchval, "SELECT true")
     }

@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aio_pika
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from services.quota import metrics
 from shared.config import Settings
 from shared.db import create_pool
-from shared.health import Check, health_report, run_checks
+from shared.health import Check, broker_answers, database_takes_a_write, health_report, run_checks
 from shared.http_guard import api_docs_urls
 from shared.observability import metrics_response
 
@@ -31,32 +30,12 @@ operations = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"])
 
 
-class _Rollback(Exception):
-    pass
-
-
 def _state(request: Request) -> tuple[Settings, asyncpg.Pool]:
     return request.app.state.settings, request.app.state.pool
 
 
 async def _database(pool: asyncpg.Pool) -> None:
     await pool.fetchval("SELECT count(*) FROM namespace_usage WHERE false")
-
-
-async def _database_write(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await conn.execute("CREATE TEMP TABLE quota_health_probe (id int) ON COMMIT DROP")
-                await conn.execute("INSERT INTO quota_health_probe VALUES (1)")
-                raise _Rollback
-        except _Rollback:
-            pass
-
-
-async def _broker(amqp_url: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    await connection.close()
 
 
 @operations.get("/health/instance")
@@ -71,10 +50,10 @@ async def health_instance(request: Request) -> JSONResponse:
 async def health_endtoend(request: Request) -> JSONResponse:
     """The database takes a write, and the broker (when configured) a connection."""
     settings, pool = _state(request)
-    checks: dict[str, Check] = {"database": lambda: _database_write(pool)}
+    checks: dict[str, Check] = {"database": lambda: database_takes_a_write(pool)}
     if settings.amqp_url:
         amqp_url = settings.amqp_url
-        checks["broker"] = lambda: _broker(amqp_url)
+        checks["broker"] = lambda: broker_answers(amqp_url)
     return health_report(await run_checks(checks, settings.health_check_timeout_s))
 
 

@@ -16,7 +16,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aio_pika
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from services.replication import metrics
 from shared.config import Settings
 from shared.db import create_pool
-from shared.health import Check, health_report, run_checks
+from shared.health import Check, broker_answers, database_takes_a_write, health_report, run_checks
 from shared.http_guard import api_docs_urls
 from shared.observability import metrics_response
 from shared.replication import ReplicationStatus, replication_status
@@ -42,32 +41,12 @@ metrics_router = APIRouter(tags=["operations"])
 status_router = APIRouter(tags=["replication"])
 
 
-class _Rollback(Exception):
-    pass
-
-
 def _state(request: Request) -> tuple[Settings, asyncpg.Pool]:
     return request.app.state.settings, request.app.state.pool
 
 
 async def _database(pool: asyncpg.Pool) -> None:
     await pool.fetchval("SELECT count(*) FROM replication_task WHERE false")
-
-
-async def _database_write(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await conn.execute("CREATE TEMP TABLE replication_health_probe (id int) ON COMMIT DROP")
-                await conn.execute("INSERT INTO replication_health_probe VALUES (1)")
-                raise _Rollback
-        except _Rollback:
-            pass
-
-
-async def _broker(amqp_url: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    await connection.close()
 
 
 async def _storage(settings: Settings, name: str) -> None:
@@ -108,10 +87,10 @@ async def health_endtoend(request: Request) -> JSONResponse:
     """The database takes a write, the broker (when configured) a connection, every replicated
     location answers."""
     settings, pool = _state(request)
-    checks: dict[str, Check] = {"database": lambda: _database_write(pool)}
+    checks: dict[str, Check] = {"database": lambda: database_takes_a_write(pool)}
     if settings.amqp_url:
         amqp_url = settings.amqp_url
-        checks["broker"] = lambda: _broker(amqp_url)
+        checks["broker"] = lambda: broker_answers(amqp_url)
     for name in _replicated_locations(settings):
         checks[f"storage:{name}"] = functools.partial(_storage, settings, name)
     return health_report(await run_checks(checks, settings.health_check_timeout_s))
