@@ -102,8 +102,10 @@ class GatewaySettings(BaseSettings):
     # Every region's /health/endtoend is asked every health_interval_s, with this time limit; a
     # region is marked down after failures_to_mark_down failed checks in a row, and up after
     # successes_to_mark_up good ones. A request that cannot connect marks its region down at once.
+    # The time limit must exceed the registries' own (QUAYSIDE_HEALTH_CHECK_TIMEOUT_S, 3 s): a
+    # registry with one storage location hanging answers 200 only after that location's check gave up.
     health_interval_s: float = Field(default=2.0, gt=0)
-    health_timeout_s: float = Field(default=3.0, gt=0)
+    health_timeout_s: float = Field(default=6.0, gt=0)
     failures_to_mark_down: int = Field(default=2, ge=1)
     successes_to_mark_up: int = Field(default=1, ge=1)
     # Upstream requests: connecting, and the longest wait for the next piece of an answer (from the

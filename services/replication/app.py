@@ -1,9 +1,6 @@
-"""The replication service's HTTP application: its status, /health/instance, /health/endtoend, /metrics.
+"""The replication service's HTTP application: its status API (services/replication/api.py),
+/health/instance, /health/endtoend, /metrics.
 
-- GET /api/v1/replication/status: per location, the copies pending, in flight and failing (with the
-  storage's errors), the lag and what was copied (shared.replication.ReplicationStatus). Read-only
-  operational figures without names, served like /metrics without authentication: expose the port
-  only where operators reach it (the registry serves the same answer to superusers).
 - instance: this process reaches the database.
 - endtoend: the database takes a write and gives it back, the broker (when configured) accepts a
   connection, and every location copies must reach answers (``storage:<name>``).
@@ -20,13 +17,14 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.replication import metrics
+from services.replication import api, metrics
+from services.replication.api import state_of
 from shared.config import Settings
 from shared.db import create_pool
 from shared.health import Check, broker_answers, database_takes_a_write, health_report, run_checks
 from shared.http_guard import api_docs_urls
 from shared.observability import metrics_response
-from shared.replication import ReplicationStatus, replication_status
+from shared.replication import replication_status
 from shared.storage import PathNotFoundError
 from shared.storage.locations import open_driver
 
@@ -38,11 +36,6 @@ _PROBE_PATH = "health/replication-probe"
 
 operations = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"])
-status_router = APIRouter(tags=["replication"])
-
-
-def _state(request: Request) -> tuple[Settings, asyncpg.Pool]:
-    return request.app.state.settings, request.app.state.pool
 
 
 async def _database(pool: asyncpg.Pool) -> None:
@@ -66,18 +59,10 @@ def _replicated_locations(settings: Settings) -> list[str]:
     return list(settings.distributed_storage_default_locations)
 
 
-@status_router.get("/api/v1/replication/status", response_model=ReplicationStatus)
-async def get_replication_status(request: Request) -> ReplicationStatus:
-    """Replication per location (see the module docstring)."""
-    settings, pool = _state(request)
-    async with pool.acquire() as conn:
-        return await replication_status(conn, settings)
-
-
 @operations.get("/health/instance")
 async def health_instance(request: Request) -> JSONResponse:
     """Quay's health answer: whether this instance reaches its database (200), or not (503)."""
-    settings, pool = _state(request)
+    settings, pool = state_of(request)
     services = await run_checks({"database": lambda: _database(pool)}, settings.health_check_timeout_s)
     return health_report(services)
 
@@ -86,7 +71,7 @@ async def health_instance(request: Request) -> JSONResponse:
 async def health_endtoend(request: Request) -> JSONResponse:
     """The database takes a write, the broker (when configured) a connection, every replicated
     location answers."""
-    settings, pool = _state(request)
+    settings, pool = state_of(request)
     checks: dict[str, Check] = {"database": lambda: database_takes_a_write(pool)}
     if settings.amqp_url:
         amqp_url = settings.amqp_url
@@ -98,7 +83,7 @@ async def health_endtoend(request: Request) -> JSONResponse:
 
 @metrics_router.get("/metrics")
 async def prometheus_metrics(request: Request) -> Response:
-    settings, pool = _state(request)
+    settings, pool = state_of(request)
     try:
         async with pool.acquire() as conn:
             families = metrics.scrape_families(await replication_status(conn, settings))
@@ -121,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Quayside replication", lifespan=lifespan, **api_docs_urls(settings))
     app.include_router(operations)
-    app.include_router(status_router)
+    app.include_router(api.router)
     if settings.http_metrics:
         app.include_router(metrics_router)
     return app

@@ -54,7 +54,8 @@ CLIENT_ADDRESS = {"us": "127.0.0.2", "eu": "127.0.0.3"}
 TOKEN_SECRET = "geo-test-secret-0123456789abcdef0123456789"
 # Generous: on a loaded machine (the suite shares 2 cores) a registry process can take long to start.
 START_TIMEOUT_S = 120.0
-RECOVERY_TIMEOUT_S = 20.0
+# Waits on conditions: generous, for a CI machine running other tests beside these processes.
+RECOVERY_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -147,7 +148,7 @@ class Geo:
         rows = await self.pool.fetch("SELECT location FROM blob_placement WHERE digest = $1", digest)
         return {row["location"] for row in rows}
 
-    async def wait_placed(self, digests: list[str], location: str, timeout_s: float = 30.0) -> None:
+    async def wait_placed(self, digests: list[str], location: str, timeout_s: float = 90.0) -> None:
         async def all_placed() -> bool:
             return all([location in await self.placements(digest) for digest in digests])
 
@@ -244,7 +245,7 @@ def _suite_env(database_url: str, locations: str, amqp_url: str, suffix: str) ->
         QUAYSIDE_REPLICATION_LEASE_S="5",
         QUAYSIDE_STORAGE_HEALTH_FAILURE_THRESHOLD="2",
         QUAYSIDE_STORAGE_HEALTH_PROBE_INTERVAL_S="0.5",
-        QUAYSIDE_HEALTH_CHECK_TIMEOUT_S="2",
+        QUAYSIDE_HEALTH_CHECK_TIMEOUT_S="3",
         QUAYSIDE_HTTP_TRUSTED_PROXIES="127.0.0.1/32",
         PYTHONUNBUFFERED="1",
     )
@@ -260,7 +261,7 @@ def _gateway_env(regions: dict[str, Region], port: int) -> dict[str, str]:
         QUAYSIDE_GATEWAY_DEFAULT_REGION="us",
         QUAYSIDE_GATEWAY_FAILOVER_ORDER="us,eu",
         QUAYSIDE_GATEWAY_HEALTH_INTERVAL_S="0.2",
-        QUAYSIDE_GATEWAY_HEALTH_TIMEOUT_S="2",
+        QUAYSIDE_GATEWAY_HEALTH_TIMEOUT_S="6",
         QUAYSIDE_GATEWAY_LISTEN=f"127.0.0.1:{port}",
         PYTHONUNBUFFERED="1",
     )
@@ -376,7 +377,7 @@ async def _suite(
         assert isinstance(replication, ServerProcess) and isinstance(gateway, ServerProcess)
         pool = await create_pool(database_url, max_size=4)
         stack.push_async_callback(pool.close)
-        yield Geo(
+        geo = Geo(
             database_url=database_url,
             pool=pool,
             regions=regions,
@@ -386,3 +387,7 @@ async def _suite(
             replication=replication,
             workdir=workdir,
         )
+        # The gateway started beside eu's registry: its first look may have found eu not up yet.
+        for name in regions:
+            await eventually(functools.partial(geo.gateway_routes_to, name), RECOVERY_TIMEOUT_S, step_s=0.1)
+        yield geo

@@ -106,7 +106,7 @@ async def test_with_eu_storage_down_eu_pulls_and_pushes_succeed_and_the_backlog_
                 and body["locations"]["eu"]["healthy"] is False
             )
 
-        await eventually(eu_storage_reported_down, timeout_s=15, step_s=0.1)
+        await eventually(eu_storage_reported_down, timeout_s=60, step_s=0.1)
         health = (await geo.registry_health("eu")).json()["data"]
         assert health["services"]["storage:us"] is True
         assert health["locations"]["us"]["healthy"] is True
@@ -115,7 +115,7 @@ async def test_with_eu_storage_down_eu_pulls_and_pushes_succeed_and_the_backlog_
             regions = {state["name"]: state for state in (await geo.gateway_status())["regions"]}
             return regions["eu"]["healthy"] and "storage:eu" in regions["eu"]["degraded"]
 
-        await eventually(gateway_sees_eu_degraded, timeout_s=10, step_s=0.1)
+        await eventually(gateway_sees_eu_degraded, timeout_s=60, step_s=0.1)
 
         async with geo.client("eu", owner) as eu:
             await assert_pulls_identical(eu, repository, before, "eu")
@@ -147,7 +147,7 @@ async def test_the_gateway_fails_eu_clients_over_to_us_while_the_eu_registry_is_
             answer = await eu.manifest(repository, "v1", OCI_MANIFEST)
         return answer.status_code == 200 and answer.headers[REGION_HEADER] == "eu"
 
-    await eventually(eu_served_again, timeout_s=20, step_s=0.2)
+    await eventually(eu_served_again, timeout_s=60, step_s=0.2)
     await geo.wait_placed(blobs_of(other), "eu")  # what eu clients pushed via us reaches eu too
 
 
