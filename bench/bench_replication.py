@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPOSITORY_ROOT))
 
 from bench.benchdb import bench_database  # noqa: E402
 from shared.auth.accounts import create_user  # noqa: E402
-from shared.config import S3Location  # noqa: E402
+from shared.config import S3Location, Settings  # noqa: E402
 from tests.fixtures.seaweed import SeaweedServer  # noqa: E402
 from tests.support.process import ServerProcess, free_port  # noqa: E402
 
@@ -53,8 +53,8 @@ class Scale(BaseModel):
     pushers: int
     blob_bytes: int
     seconds: float
-    # QUAYSIDE_REPLICATION_CONCURRENCY of the replication service.
-    concurrency: int = 4
+    # QUAYSIDE_REPLICATION_CONCURRENCY of the replication service (the service's default).
+    concurrency: int = Settings.model_fields["replication_concurrency"].default
 
 
 FULL = Scale(pushers=10, blob_bytes=10 * MIB, seconds=30.0)
@@ -302,7 +302,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="4 pushers for 10 s")
     parser.add_argument(
-        "--concurrency", type=int, default=4, help="copies the replication service makes at once"
+        "--concurrency",
+        type=int,
+        default=FULL.concurrency,
+        help="copies the replication service makes at once",
     )
     arguments = parser.parse_args()
     chosen = QUICK if arguments.quick else FULL

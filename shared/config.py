@@ -247,7 +247,7 @@ class Settings(BaseSettings):
     distributed_storage_default_locations: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The replication service's durable queue prefix (`<prefix>.blob-pushed`) and its concurrent copies.
     replication_queue_prefix: str = "replication"
-    replication_concurrency: int = Field(default=4, ge=1, le=64)
+    replication_concurrency: int = Field(default=8, ge=1, le=64)
     # A failed copy is retried after retry_base_s, doubled per further failure up to retry_max_s.
     replication_retry_base_s: float = Field(default=1.0, gt=0)
     replication_retry_max_s: float = Field(default=300.0, gt=0)
