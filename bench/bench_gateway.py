@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -39,9 +38,8 @@ from bench.bench_registry import (  # noqa: E402
     BlobFile,
     Registry,
     curl_get,
-    header_options,
+    manifest_get_requests_per_s,
     quayside,
-    run_tool,
     tree_cpu_s,
     upload_blob,
     write_random_file,
@@ -156,31 +154,6 @@ async def blob_get_mib_s(client: httpx.AsyncClient, registry: Registry, blob: Bl
     return statistics.median(speeds) / MiB
 
 
-async def manifest_get_rps(
-    client: httpx.AsyncClient, registry: Registry, repository: str, scale: Scale
-) -> float:
-    """wrk's requests/s fetching the tagged manifest over `manifest_connections` connections."""
-    headers = {
-        **await registry.authorization(client, repository),
-        "Accept": "application/vnd.oci.image.manifest.v1+json",
-    }
-    url = f"{registry.url}/v2/{registry.namespace}/{repository}/manifests/{_TAG}"
-    output = await run_tool(
-        "wrk",
-        "-t2",
-        f"-c{scale.manifest_connections}",
-        f"-d{scale.manifest_seconds}s",
-        *header_options(headers),
-        url,
-    )
-    if failures := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
-        raise RuntimeError(f"{registry.name}: {failures.group(1)} failed manifest GETs\n{output}")
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if rate is None:
-        raise RuntimeError(f"unexpected wrk output:\n{output}")
-    return float(rate.group(1))
-
-
 def overhead_percent(direct: float, through: float) -> float:
     """How much lower the figure through the gateway is, in percent of the direct one."""
     return 100 * (direct - through) / direct
@@ -247,7 +220,9 @@ async def measure_manifest(
     pids: tuple[int, int],
     side: Side,
 ) -> None:
-    rate, (registry_s, gateway_s) = await with_cpu(pids, manifest_get_rps(client, target, repository, scale))
+    rate, (registry_s, gateway_s) = await with_cpu(
+        pids, manifest_get_requests_per_s(client, target, repository, scale)
+    )
     side.manifest_rps.append(rate)
     side.manifest_gets += rate * scale.manifest_seconds
     side.registry_cpu_s["manifest"] += registry_s

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urljoin
 
 import aiofiles
@@ -296,8 +296,18 @@ async def blob_get_mb_per_s(
     return statistics.median(speeds) / 1e6, cpu_ms
 
 
+class ManifestLoad(Protocol):
+    """How hard wrk fetches a manifest: connections, seconds."""
+
+    @property
+    def manifest_connections(self) -> int: ...
+
+    @property
+    def manifest_seconds(self) -> int: ...
+
+
 async def manifest_get_requests_per_s(
-    client: httpx.AsyncClient, registry: Registry, repository: str, scale: Scale
+    client: httpx.AsyncClient, registry: Registry, repository: str, scale: ManifestLoad
 ) -> float:
     """wrk's requests/s fetching the tagged manifest over `manifest_connections` connections."""
     headers = {
