@@ -87,3 +87,7 @@ async def test_a_user_who_is_no_superuser_gets_no_panel(ui: BrowserUI) -> None:
     await ui.goto("#/superuser")
     await ui.wait_for_text("Only superusers can see this page.")
     assert not await ui.find_all("[role='tab']")
+    navigation = await ui.driver_script(
+        "return [...document.querySelectorAll('.side-nav a')].map((a) => a.textContent)"
+    )
+    assert "Organizations" in navigation and "Superuser" not in navigation

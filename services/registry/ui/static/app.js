@@ -133,8 +133,10 @@ function userMenu(user, activePath) {
   );
 }
 
-function navigation(activePath) {
-  const entries = routes.filter((route) => route.nav).sort((a, b) => a.nav.order - b.nav.order);
+function navigation(user, activePath) {
+  // Entries marked `superuser` only for superusers (the pages check again through the API).
+  const shown = (route) => route.nav && (!route.nav.superuser || user.super_user);
+  const entries = routes.filter(shown).sort((a, b) => a.nav.order - b.nav.order);
   return h(
     'nav',
     { class: 'side-nav', 'aria-label': 'Main' },
@@ -184,7 +186,7 @@ function shell(user, activePath) {
   );
   const bannerSlot = h('div', { class: 'banner-slot' });
   banners().then((region) => bannerSlot.replaceWith(region));
-  const layout = h('div', { class: user ? 'layout' : 'layout no-nav' }, user ? navigation(activePath) : null, main);
+  const layout = h('div', { class: user ? 'layout' : 'layout no-nav' }, user ? navigation(user, activePath) : null, main);
   return { root: h('div', { class: 'app' }, top, bannerSlot, layout), main };
 }
 
