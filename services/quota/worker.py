@@ -21,9 +21,8 @@ from services.quota.reconcile import reconcile
 from shared.config import Settings
 from shared.db import create_pool
 from shared.events.bus import InProcessBus
-from shared.events.consumer import IdempotentConsumer, Verdict, consuming_from_amqp, subscribe_in_process
+from shared.events.consumer import WritableConsumer, consuming_from_amqp, subscribe_in_process
 from shared.events.models import BlobsCollected, ManifestPushed, RepositoryDeleted
-from shared.readonly_state import wait_until_writable
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +41,6 @@ def queue_name(settings: Settings, purpose: str) -> str:
     return f"{settings.quota_queue_prefix}.{purpose}"
 
 
-class _WritableConsumer(IdempotentConsumer):
-    """Handles a message only once the registry is writable."""
-
-    def __init__(self, name: str, pool: asyncpg.Pool, handler: QuotaAccounting, settings: Settings) -> None:
-        super().__init__(name, pool, handler)
-        self._writable_pool = pool
-        self._settings = settings
-
-    async def process(self, routing_key: str, body: bytes) -> Verdict:
-        await wait_until_writable(self._writable_pool, self._settings)
-        return await super().process(routing_key, body)
-
-
 @contextlib.asynccontextmanager
 async def quota_consumers(
     settings: Settings, pool: asyncpg.Pool, bus: InProcessBus | None = None
@@ -65,7 +51,7 @@ async def quota_consumers(
     async with contextlib.AsyncExitStack() as stack:
         for purpose, keys in QUEUES.items():
             name = queue_name(settings, purpose)
-            consumer = _WritableConsumer(name, pool, handler, settings)
+            consumer = WritableConsumer(name, pool, handler, settings)
             if settings.amqp_url:
                 await stack.enter_async_context(
                     consuming_from_amqp(

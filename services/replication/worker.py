@@ -33,9 +33,9 @@ from shared import blob_guard
 from shared.config import Settings
 from shared.db import create_pool
 from shared.events.bus import InProcessBus
-from shared.events.consumer import IdempotentConsumer, Verdict, consuming_from_amqp, subscribe_in_process
+from shared.events.consumer import WritableConsumer, consuming_from_amqp, subscribe_in_process
 from shared.events.models import BlobPushed, Event
-from shared.readonly_state import registry_read_only, wait_until_writable
+from shared.readonly_state import registry_read_only
 from shared.replication import REPLICATION_CHANNEL, enqueue_missing, required_locations
 from shared.storage import StorageError
 
@@ -101,19 +101,6 @@ class QueueCopies:
         await enqueue_missing(conn, [event.digest], locations)
 
 
-class _WritableConsumer(IdempotentConsumer):
-    """Handles a message only once the registry is writable."""
-
-    def __init__(self, name: str, pool: asyncpg.Pool, settings: Settings) -> None:
-        super().__init__(name, pool, QueueCopies(settings))
-        self._writable_pool = pool
-        self._settings = settings
-
-    async def process(self, routing_key: str, body: bytes) -> Verdict:
-        await wait_until_writable(self._writable_pool, self._settings)
-        return await super().process(routing_key, body)
-
-
 @contextlib.asynccontextmanager
 async def replication_consumer(
     settings: Settings, pool: asyncpg.Pool, bus: InProcessBus | None = None
@@ -121,7 +108,7 @@ async def replication_consumer(
     """Consume BlobPushed for the block's duration: from RabbitMQ when QUAYSIDE_AMQP_URL is set
     (queue declared on entry), else from ``bus``."""
     name = queue_name(settings)
-    consumer = _WritableConsumer(name, pool, settings)
+    consumer = WritableConsumer(name, pool, QueueCopies(settings), settings)
     if settings.amqp_url:
         async with consuming_from_amqp(
             consumer,

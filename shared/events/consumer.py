@@ -30,8 +30,10 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
+from shared.config import Settings
 from shared.events.bus import BusMessage, InProcessBus
 from shared.events.models import Event, parse_event
+from shared.readonly_state import wait_until_writable
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,20 @@ class IdempotentConsumer:
             body,
             reason,
         )
+
+
+class WritableConsumer(IdempotentConsumer):
+    """An IdempotentConsumer that handles a message only once the registry is writable: while it is
+    read-only (shared/readonly_state.py) messages wait, unacknowledged."""
+
+    def __init__(self, name: str, pool: asyncpg.Pool, handler: EventHandler, settings: Settings) -> None:
+        super().__init__(name, pool, handler)
+        self._writable_pool = pool
+        self._settings = settings
+
+    async def process(self, routing_key: str, body: bytes) -> Verdict:
+        await wait_until_writable(self._writable_pool, self._settings)
+        return await super().process(routing_key, body)
 
 
 def dead_letter_queue_name(queue: str) -> str:
