@@ -9,6 +9,7 @@ stay charged, while any tag row reaches them; garbage collection deletes them, r
 from shared.quota.accounting import (
     UsageChange,
     at_reject_limit,
+    count_saved_manifest,
     lock_namespace,
     lock_namespace_if_limited,
     recheck_digests,
@@ -27,6 +28,7 @@ __all__ = [
     "UsageChange",
     "at_reject_limit",
     "check_crossings",
+    "count_saved_manifest",
     "lock_namespace",
     "lock_namespace_if_limited",
     "recheck_digests",

@@ -7,11 +7,12 @@ import asyncpg
 
 from services.quota.accounting import QuotaAccounting
 from shared.events.consumer import IdempotentConsumer
-from shared.quota import lock_namespace, recheck_digests, recount_namespace, usage_bytes
+from shared.quota import count_saved_manifest, lock_namespace, recheck_digests, recount_namespace, usage_bytes
 from tests.quota import store
 from tests.quota.store import digest_of
 
 BASE, APP_A, APP_B, CONFIG = digest_of("base"), digest_of("app-a"), digest_of("app-b"), digest_of("config")
+LATE = digest_of("late")
 SIZES = {BASE: 1_000_000, APP_A: 30_000, APP_B: 50_000, CONFIG: 700}
 
 handle = QuotaAccounting(default_reject_bytes=None)
@@ -202,3 +203,50 @@ async def test_recheck_is_state_based_and_a_redelivered_event_is_handled_once(db
             [SIZES[BASE] + SIZES[CONFIG]],
         )
         await assert_exact(conn, org)
+
+
+async def test_the_push_path_count_moves_what_the_general_recheck_moves(db_pool: asyncpg.Pool) -> None:
+    """count_saved_manifest (the registry's push transaction) against recheck_digests on twin
+    namespaces in the same states: a first push, a re-push, a blob shared with another repository,
+    and a push in flight into a repository marked for deletion meanwhile, which counts nothing (what
+    the repository held is released by the RepositoryDeleted handling, under the same lock)."""
+    results: dict[str, list[tuple[int, int, int, int]]] = {}
+    for label in ("push-path", "general"):
+        async with db_pool.acquire() as conn:
+            org = await store.namespace(conn, f"twin-{label}")
+            one, two = await store.repository(conn, org, "one"), await store.repository(conn, org, "two")
+            await store.push(conn, two, blobs(BASE), "base")
+            await handled_in(conn, org, two, [BASE], label)
+            steps = [(one, [BASE, APP_A, CONFIG]), (one, [BASE, APP_A, CONFIG]), (two, [APP_B, BASE])]
+            moved = []
+            for repository, digests in steps:
+                await store.push(conn, repository, {digest: SIZES[digest] for digest in digests}, None)
+                moved.append(await handled_in(conn, org, repository, digests, label))
+            await conn.execute("UPDATE repository SET state = 'MARKED_FOR_DELETION' WHERE id = $1", two)
+            await store.push(conn, two, {LATE: 4096}, None)
+            moved.append(await handled_in(conn, org, two, [LATE], label))
+            moved.append((await usage_bytes(conn, org), 0, 0, 0))
+            results[label] = moved
+    assert results["push-path"] == results["general"]
+    assert results["push-path"][0] == (
+        SIZES[APP_A] + SIZES[CONFIG],
+        0,
+        SIZES[BASE] + SIZES[APP_A] + SIZES[CONFIG],
+        0,
+    )
+    assert results["push-path"][1] == results["push-path"][3] == (0, 0, 0, 0)
+
+
+async def handled_in(
+    conn: asyncpg.Connection, org: int, repository: int, digests: list[str], label: str
+) -> tuple[int, int, int, int]:
+    async with conn.transaction():
+        await lock_namespace(conn, org)
+        recheck = count_saved_manifest if label == "push-path" else recheck_digests
+        change = await recheck(conn, namespace_id=org, repository_id=repository, digests=digests)
+    return (
+        change.namespace_added,
+        change.namespace_removed,
+        change.repository_added,
+        change.repository_removed,
+    )

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from services.registry.domain.repositories import Repository
-from shared.quota import at_reject_limit, lock_namespace_if_limited, recheck_digests, usage_with_digests
+from shared.quota import at_reject_limit, count_saved_manifest, lock_namespace_if_limited, usage_with_digests
 
 QUOTA_EXCEEDED = "Quota has been exceeded on namespace"
 
@@ -91,7 +91,7 @@ class ManifestCharge:
         Reject limit: exactly when the manifest's blobs not counted before took it over."""
         if not self._enforced:
             return
-        change = await recheck_digests(
+        change = await count_saved_manifest(
             self._conn,
             namespace_id=self._namespace_id,
             repository_id=self._repository_id,
