@@ -37,7 +37,13 @@ from services.registry.worker import run_worker
 from services.replication.worker import replicating
 from shared.config import FilesystemLocation, Settings
 from shared.events.bus import InProcessBus
-from shared.serving import ListenAddress, ListenSetting, serve, stop_event_on_signals
+from shared.serving import (
+    ListenAddress,
+    ListenSetting,
+    serve,
+    settle_garbage_collector,
+    stop_event_on_signals,
+)
 from shared.tls import LocalCertificates, ensure_local_certificates
 
 STORAGE_LOCATION = "local"
@@ -187,11 +193,13 @@ async def run(settings: EmbeddedSettings, say: Callable[[str], None] = _say) -> 
         include_mirror_api(app, config)
         gateway = gateway_settings(config, settings.gateway_listen)
         regions = Regions(gateway)
+        gateway_app = create_gateway_app(gateway, config, regions)
+        settle_garbage_collector()
         await _serve_side_by_side(
             [
                 serve(app, settings.listen, _workers(config), stop, settings=config),
                 serve(
-                    create_gateway_app(gateway, config, regions),
+                    gateway_app,
                     gateway.listen,
                     watch_regions(regions, gateway),
                     stop,

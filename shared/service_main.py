@@ -39,7 +39,14 @@ from shared.config import Settings
 from shared.db.migrate import apply_migrations, pending_migrations
 from shared.health import health_report
 from shared.http_guard import protocol_error
-from shared.serving import ListenAddress, ListenSetting, ServerStartError, serve, stop_event_on_signals
+from shared.serving import (
+    ListenAddress,
+    ListenSetting,
+    ServerStartError,
+    serve,
+    settle_garbage_collector,
+    stop_event_on_signals,
+)
 
 # The service's app and its worker, both built from the settings once the database is migrated.
 ServiceParts = Callable[[Settings], tuple[ASGIApp, Coroutine[Any, Any, None]]]
@@ -250,6 +257,7 @@ async def _run(
     if uses_database and not await wait_until_ready(settings, address, stop, log):
         return
     app, worker = parts(settings)
+    settle_garbage_collector()
     await serve(app, address, worker, stop, settings=settings)
 
 

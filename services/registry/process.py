@@ -31,6 +31,7 @@ from shared.serving import (
     ListenSetting,
     ServerStartError,
     serve,
+    settle_garbage_collector,
     shared_listening_socket,
     stop_event_on_signals,
 )
@@ -91,6 +92,7 @@ async def run(settings: Settings, process: ProcessSettings) -> None:
         if not await wait_until_ready(settings, process.listen, stop, log):
             return
     app = create_app(settings)
+    settle_garbage_collector()
     sock = shared_listening_socket(process.listen)
     address = ListenAddress(host=process.listen.host, port=sock.getsockname()[1])
     if process.http_replica:
