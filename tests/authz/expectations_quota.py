@@ -1,6 +1,7 @@
 """Authorization-matrix entries for the storage quota API (merged by test_matrix.py).
 
-Superusers write quotas, organization administrators read them, users read their own. Every probe
+Superusers write quotas, organization members read them (Quay's OrganizationMemberPermission: the
+reads probe acme, which gets a quota without a Reject limit), users read their own. Every probe
 acts on a fresh organization of the acme admin (or a fresh user), so that acme's pushes never meet a
 quota; quotas made for probes have no Reject limit, so they hold no one's pushes either.
 """
@@ -11,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from tests.authz.expectations import ORG_ADMIN, SUPERUSER, USERS, Expectation, Probe, nothing
-from tests.authz.world import Role, World, ok
+from tests.authz.expectations import ORG_MEMBER, SUPERUSER, USERS, Expectation, Probe, nothing
+from tests.authz.world import ORG, Role, World, ok
 
 _ORGANIZATION = "/api/v1/organization/{orgname}/quota"
 _USER = "/api/v1/user/quota"
@@ -35,6 +36,16 @@ async def _organization_quota(world: World, organization: str) -> dict[str, str]
     await _as_superuser(world, "POST", f"{quotas}/{quota['id']}/limit", json=limit)
     [quota] = (await _as_superuser(world, "GET", quotas)).json()
     return {"quota_id": str(quota["id"]), "limit_id": str(quota["limits"][0]["id"])}
+
+
+async def acme_quota(world: World, _role: Role) -> Probe:
+    """acme's quota (made once, with a Warning limit only) and that limit."""
+    quotas = f"/api/v1/organization/{ORG}/quota"
+    existing = (await _as_superuser(world, "GET", quotas)).json()
+    if not existing or existing[0].get("default_config"):
+        return Probe({"orgname": ORG, **await _organization_quota(world, ORG)})
+    [quota] = existing
+    return Probe({"orgname": ORG, "quota_id": str(quota["id"]), "limit_id": str(quota["limits"][0]["id"])})
 
 
 async def fresh_organization(world: World, _role: Role) -> Probe:
@@ -95,14 +106,14 @@ async def superuser_organization_quota(world: World, _role: Role) -> Probe:
 
 
 EXPECTATIONS: dict[str, Expectation] = {
-    f"GET {_ORGANIZATION}": Expectation(ORG_ADMIN, fresh_organization),
+    f"GET {_ORGANIZATION}": Expectation(ORG_MEMBER, acme_quota),
     f"POST {_ORGANIZATION}": Expectation(SUPERUSER, fresh_organization),
-    f"GET {_ORGANIZATION}/{{quota_id}}": Expectation(ORG_ADMIN, organization_quota),
+    f"GET {_ORGANIZATION}/{{quota_id}}": Expectation(ORG_MEMBER, acme_quota),
     f"PUT {_ORGANIZATION}/{{quota_id}}": Expectation(SUPERUSER, organization_quota),
     f"DELETE {_ORGANIZATION}/{{quota_id}}": Expectation(SUPERUSER, organization_quota),
-    f"GET {_ORGANIZATION}/{{quota_id}}/limit": Expectation(ORG_ADMIN, organization_limit),
+    f"GET {_ORGANIZATION}/{{quota_id}}/limit": Expectation(ORG_MEMBER, acme_quota),
     f"POST {_ORGANIZATION}/{{quota_id}}/limit": Expectation(SUPERUSER, organization_limit),
-    f"GET {_ORGANIZATION}/{{quota_id}}/limit/{{limit_id}}": Expectation(ORG_ADMIN, organization_limit),
+    f"GET {_ORGANIZATION}/{{quota_id}}/limit/{{limit_id}}": Expectation(ORG_MEMBER, acme_quota),
     f"PUT {_ORGANIZATION}/{{quota_id}}/limit/{{limit_id}}": Expectation(SUPERUSER, organization_limit),
     f"DELETE {_ORGANIZATION}/{{quota_id}}/limit/{{limit_id}}": Expectation(SUPERUSER, organization_limit),
     f"GET {_USER}": Expectation(USERS, nothing),

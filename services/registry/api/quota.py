@@ -25,9 +25,9 @@ from pydantic import Field
 from services.registry.api.common import NO_NUL, ApiModel, api_router, bad_request, db_connection, not_found
 from services.registry.api.security import (
     ApiCaller,
-    administered_organization,
     caller_user,
     find_organization,
+    member_organization,
     require_superuser,
     user_with_scope,
 )
@@ -251,12 +251,12 @@ def created() -> JSONResponse:
     return JSONResponse("Created", status_code=201)
 
 
-# Organizations: administrators read, superusers write.
+# Organizations: members read (as Quay), superusers write.
 
 
 @router.get(_ORGANIZATION_QUOTAS)
 async def list_organization_quota(
-    organization: Namespace = Depends(administered_organization),
+    organization: Namespace = Depends(member_organization),
     conn: asyncpg.Connection = Depends(db_connection),
     context: RegistryContext = Depends(get_context),
 ) -> list[dict[str, Any]]:
@@ -276,7 +276,7 @@ async def create_organization_quota(
 @router.get(_ORGANIZATION_QUOTA)
 async def get_organization_quota(
     quota_id: RowId,
-    organization: Namespace = Depends(administered_organization),
+    organization: Namespace = Depends(member_organization),
     conn: asyncpg.Connection = Depends(db_connection),
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
@@ -306,7 +306,7 @@ async def delete_organization_quota(
 @router.get(f"{_ORGANIZATION_QUOTA}/limit")
 async def list_organization_quota_limits(
     quota_id: RowId,
-    organization: Namespace = Depends(administered_organization),
+    organization: Namespace = Depends(member_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> list[dict[str, Any]]:
     quota = await quotas.get_quota(conn, organization.id, quota_id)
@@ -326,7 +326,7 @@ async def create_organization_quota_limit(
 async def get_organization_quota_limit(
     quota_id: RowId,
     limit_id: RowId,
-    organization: Namespace = Depends(administered_organization),
+    organization: Namespace = Depends(member_organization),
     conn: asyncpg.Connection = Depends(db_connection),
 ) -> dict[str, Any]:
     quota = await quotas.get_quota(conn, organization.id, quota_id)

@@ -109,6 +109,19 @@ async def administered_organization(
     return await require_organization_admin(conn, caller, orgname)
 
 
+async def member_organization(
+    orgname: str,
+    caller: ApiCaller = Depends(org_admin_user),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> Namespace:
+    """As administered_organization, for any member of the organization (a role from one of its
+    teams), as Quay's OrganizationMemberPermission."""
+    organization = await find_organization(conn, orgname)
+    if await namespace_role(conn, caller.identity, organization.id) is None:
+        raise forbidden(f"membership of {orgname!r} required")
+    return organization
+
+
 def caller_user(caller: ApiCaller) -> Identity:
     """The identity of a caller that require_user admitted."""
     assert caller.identity is not None
