@@ -42,7 +42,7 @@ class Scale(BaseModel):
     pushes: int
 
 
-FULL = Scale(manifests=10_000, recounts=5, pushes=200)
+FULL = Scale(manifests=10_000, recounts=5, pushes=500)
 QUICK = Scale(manifests=10_000, recounts=3, pushes=30)
 
 

@@ -181,7 +181,8 @@ class Settings(BaseSettings):
     # Connection limits of every HTTP server (shared/serving.py, shared/http_guard.py;
     # docs/tls-and-limits.md). A request's line and headers must arrive within header_timeout_s of
     # its first byte (or of the connection's opening); a body read waits at most body_timeout_s for
-    # the next piece; an idle keep-alive connection is closed after keep_alive_s. Per process, at
+    # the next piece (and a sendfile download, shared/pathsend.py, at most that for the client to
+    # take more); an idle keep-alive connection is closed after keep_alive_s. Per process, at
     # most max_connections connections and requests at once (beyond: 503), and at most
     # max_uploads_per_client blob upload requests at once from one client address (beyond: 429).
     http_header_timeout_s: float = Field(default=10.0, gt=0)

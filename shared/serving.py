@@ -16,9 +16,10 @@ import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import NoDecode
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from shared.config import Settings
+from shared.pathsend import PATHSEND, ZeroCopyCycle, offers_pathsend
 from shared.tls import ReloadingServerContext, TlsFiles
 
 # Open requests get this long to finish once the process is asked to stop.
@@ -87,7 +88,8 @@ _REQUEST_TIMEOUT_RESPONSE = (
 
 
 class _HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus a deadline for each request's line and headers.
+    """uvicorn's httptools protocol plus a deadline for each request's line and headers, and the
+    zero-copy file responses of shared/pathsend.py.
 
     uvicorn bounds only the idle time between requests; a client that opens a connection and never
     finishes its headers would hold it forever. The deadline runs from the connection's opening
@@ -95,6 +97,7 @@ class _HeaderDeadlineProtocol(HttpToolsProtocol):
     """
 
     header_timeout_s = 10.0
+    cycle_class: type[ZeroCopyCycle] = ZeroCopyCycle
     _header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -103,11 +106,16 @@ class _HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if offers_pathsend(self.transport):
+            self.scope.setdefault("extensions", {})[PATHSEND] = {}  # type: ignore[typeddict-item]
         self._arm_header_deadline()
 
     def on_headers_complete(self) -> None:
         self._disarm_header_deadline()
         super().on_headers_complete()
+        if type(self.cycle) is RequestResponseCycle:
+            # The cycle uvicorn just made (its ASGI task has not run yet) gains PATHSEND.
+            self.cycle.__class__ = self.cycle_class
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
@@ -129,8 +137,13 @@ class _HeaderDeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def _protocol_with_header_timeout(timeout_s: float) -> type[HttpToolsProtocol]:
-    return type("HeaderDeadlineProtocol", (_HeaderDeadlineProtocol,), {"header_timeout_s": timeout_s})
+def _protocol_with_timeouts(header_timeout_s: float, write_timeout_s: float) -> type[HttpToolsProtocol]:
+    cycle = type("ZeroCopyCycle", (ZeroCopyCycle,), {"write_timeout_s": write_timeout_s})
+    return type(
+        "HeaderDeadlineProtocol",
+        (_HeaderDeadlineProtocol,),
+        {"header_timeout_s": header_timeout_s, "cycle_class": cycle},
+    )
 
 
 def tls_files(settings: Settings) -> TlsFiles | None:
@@ -230,7 +243,7 @@ async def serve(
             app,
             host=address.host,
             port=address.port,
-            http=_protocol_with_header_timeout(settings.http_header_timeout_s),
+            http=_protocol_with_timeouts(settings.http_header_timeout_s, settings.http_body_timeout_s),
             lifespan="on",
             # Requests are counted by /metrics and audited in usage logs; a log line each costs ~15%.
             access_log=False,

@@ -32,7 +32,8 @@ _PAST_EVERY_BLOB = 2**63
 
 
 class _BlobFileResponse(FileResponse):
-    # Each chunk is one read in a worker thread and one socket write: 4 MiB chunks took a quarter
+    # Over plain HTTP the server sends the file with sendfile (shared/pathsend.py). Otherwise (TLS)
+    # each chunk is one read in a worker thread and one socket write: 4 MiB chunks took a quarter
     # less CPU per 64 MiB GET than 1 MiB chunks (bench/README.md), at 4 MiB of memory per download.
     chunk_size = 4 * 1024 * 1024
 
