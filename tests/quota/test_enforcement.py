@@ -167,6 +167,40 @@ async def test_namespaces_without_a_reject_limit_are_not_held(
     assert (await client.post(f"/v2/{org}/app/blobs/uploads/")).status_code == 202
 
 
+async def test_a_users_quota_gets_its_reject_limit_on_the_quota_paths_as_in_quay(
+    registry: Registry, owner: Account, client: httpx.AsyncClient
+) -> None:
+    """A superuser makes a user's quota on the superuser path, then adds its limits on the paths of
+    an existing quota, which take a user's namespace name as in Quay; the user's pushes then stop
+    at the limit, and the user reads the limits on /api/v1/user/quota."""
+    first = random_image(layer_count=1, layer_size=3000)
+    limit = image_bytes(first) + 500
+    superuser = await registry.user(superuser=True)
+    quotas = f"/api/v1/superuser/users/{owner.username}/quota"
+    async with registry.client(superuser) as admin:
+        assert (await admin.post(quotas, json={"limit_bytes": limit})).status_code == 201
+        [quota] = (await admin.get(quotas)).json()
+        limits = f"/api/v1/organization/{owner.username}/quota/{quota['id']}/limit"
+        response = await admin.post(limits, json={"type": "Reject", "threshold_percent": 100})
+        assert response.status_code == 201, response.text
+        # An unknown namespace is a 404.
+        unknown = await admin.post(
+            f"/api/v1/organization/nobody-{owner.username}/quota/{quota['id']}/limit",
+            json={"type": "Warning", "threshold_percent": 50},
+        )
+        assert unknown.status_code == 404
+    [own] = (await client.get("/api/v1/user/quota")).json()
+    assert [(item["type"], item["limit_percent"]) for item in own["limits"]] == [("Reject", 100)]
+    # The user cannot change it.
+    changed = await client.post(limits, json={"type": "Warning", "threshold_percent": 50})
+    assert changed.status_code == 403
+
+    await push_image(client, f"{owner.username}/app", first, "v1")
+    second = random_image(layer_count=1, layer_size=3000)
+    await push_image_blobs(client, f"{owner.username}/app", second)
+    assert_quota_exceeded(await put_manifest(client, f"{owner.username}/app", second, "v2"))
+
+
 async def test_the_system_default_rejects_every_namespace_without_a_quota(
     database_url: str, tmp_path: Path
 ) -> None:

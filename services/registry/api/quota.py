@@ -3,7 +3,9 @@
 services.registry.domain.quota_management; the superuser variants are in superuser_quota).
 
 As in Quay, only superusers (credentials with 'super:user') create, change and delete quotas and
-limits; the organization's administrators read them. A quota is ``{"limit_bytes": n}`` or
+limits; the organization's members read them. As in Quay, the paths of an existing quota and its
+limits also take a user's namespace name (for superusers): that is where a user's quota, made with
+/api/v1/superuser/users/{namespace}/quota, gets its Warning and Reject limits. A quota is ``{"limit_bytes": n}`` or
 ``{"limits": "10 Gi"}``; a limit ``{"type": "Warning" | "Reject", "threshold_percent": 1..100}``,
 answered with Quay's field names (``limit_percent`` for the threshold). A namespace without a quota
 of its own lists the system default (QUAYSIDE_DEFAULT_SYSTEM_REJECT_QUOTA_BYTES) with
@@ -34,7 +36,7 @@ from services.registry.api.security import (
 from services.registry.context import RegistryContext, get_context
 from services.registry.domain import quota_management as quotas
 from services.registry.domain.audit import client_ip
-from shared.auth.accounts import Namespace
+from shared.auth.accounts import Namespace, find_namespace
 from shared.quota import check_crossings, lock_namespace, usage_bytes
 from shared.usage_logs import record
 
@@ -247,6 +249,20 @@ async def _organization_changes(
     return QuotaChanges(conn, request, caller, await find_organization(conn, orgname))
 
 
+async def _namespace_changes(
+    orgname: str,
+    request: Request,
+    caller: ApiCaller = Depends(superuser),
+    conn: asyncpg.Connection = Depends(db_connection),
+) -> QuotaChanges:
+    """The superuser's changes of an existing quota of any namespace, a user's too: Quay looks the
+    quota up by namespace name on these paths, which is how a user's quota gets its limits."""
+    namespace = await find_namespace(conn, orgname)
+    if namespace is None:
+        raise not_found(f"no namespace {orgname!r}")
+    return QuotaChanges(conn, request, caller, namespace)
+
+
 def created() -> JSONResponse:
     return JSONResponse("Created", status_code=201)
 
@@ -287,7 +303,7 @@ async def get_organization_quota(
 async def change_organization_quota(
     quota_id: RowId,
     body: QuotaBody,
-    changes: QuotaChanges = Depends(_organization_changes),
+    changes: QuotaChanges = Depends(_namespace_changes),
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
     """Change the quota's limit (superusers)."""
@@ -296,7 +312,7 @@ async def change_organization_quota(
 
 @router.delete(_ORGANIZATION_QUOTA, status_code=204)
 async def delete_organization_quota(
-    quota_id: RowId, changes: QuotaChanges = Depends(_organization_changes)
+    quota_id: RowId, changes: QuotaChanges = Depends(_namespace_changes)
 ) -> Response:
     """Delete the quota and its limits (superusers)."""
     await changes.delete_quota(quota_id)
@@ -315,7 +331,7 @@ async def list_organization_quota_limits(
 
 @router.post(f"{_ORGANIZATION_QUOTA}/limit", status_code=201)
 async def create_organization_quota_limit(
-    quota_id: RowId, body: NewLimit, changes: QuotaChanges = Depends(_organization_changes)
+    quota_id: RowId, body: NewLimit, changes: QuotaChanges = Depends(_namespace_changes)
 ) -> JSONResponse:
     """Add a Warning or Reject limit (superusers; 400 for a duplicate)."""
     await changes.create_limit(quota_id, body)
@@ -338,7 +354,7 @@ async def change_organization_quota_limit(
     quota_id: RowId,
     limit_id: RowId,
     body: LimitChange,
-    changes: QuotaChanges = Depends(_organization_changes),
+    changes: QuotaChanges = Depends(_namespace_changes),
     context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
     """Change a limit's type or threshold (superusers); answers the quota, as Quay."""
@@ -347,7 +363,7 @@ async def change_organization_quota_limit(
 
 @router.delete(f"{_ORGANIZATION_QUOTA}/limit/{{limit_id}}", status_code=204)
 async def delete_organization_quota_limit(
-    quota_id: RowId, limit_id: RowId, changes: QuotaChanges = Depends(_organization_changes)
+    quota_id: RowId, limit_id: RowId, changes: QuotaChanges = Depends(_namespace_changes)
 ) -> Response:
     await changes.delete_limit(quota_id, limit_id)
     return Response(status_code=204)
