@@ -248,8 +248,6 @@ async def recheck_digests(
     a quota). One statement per batch of digests (at least one, which also reads the limits), and
     more only when a crossing is announced or re-armed. Call inside a transaction holding
     lock_namespace."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("recheck_digests needs a transaction holding lock_namespace")
     if repository_id is None:
         return await _apply_batches(conn, _RECHECK_NAMESPACE, namespace_id, digests, (), default_reject_bytes)
     return await _apply_batches(
@@ -267,8 +265,6 @@ async def count_saved_manifest(
 ) -> UsageChange:
     """recheck_digests of the blobs of a manifest saved in the repository by the caller's
     transaction (which holds lock_namespace): the same result, by a statement that only counts."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("count_saved_manifest needs the transaction that saved the manifest")
     return await _apply_batches(
         conn, _COUNT_SAVED_MANIFEST, namespace_id, digests, (repository_id,), default_reject_bytes
     )
@@ -282,6 +278,8 @@ async def _apply_batches(
     extra_arguments: tuple[int, ...],
     default_reject_bytes: int | None,
 ) -> UsageChange:
+    if not conn.is_in_transaction():
+        raise RuntimeError("usage changes need a transaction holding lock_namespace")
     ordered = sorted(set(digests))
     change = UsageChange(namespace_id=namespace_id)
     known = LimitsAndCrossings(limits=[], recorded=set())
