@@ -4,9 +4,13 @@ The copy runs in one transaction that holds the blob's guard shared (shared/blob
 before the first read until the placement is recorded, so garbage collection cannot delete the
 blob meanwhile. The bytes stream from the most preferred readable copy into the target (the
 driver's write stays invisible until complete), hashed on the way: a source copy that does not
-match fails the write before anything is visible. Then the written object is checked again (its
-size, and a fresh read hashed) before the placement, the task's removal, the location's counters
-and BlobReplicated commit together.
+match fails the write before anything is visible. Then the written object is checked again (a
+fresh read, its length and digest) before the placement, the task's removal, the location's
+counters and BlobReplicated commit together.
+
+Each chunk is hashed in a thread while the next one is fetched, so hashing adds no wait of its own
+to a copy; the transaction makes one statement before the storage work and one (plus the outbox
+event) after it.
 
 A failure of any storage (the source, the target, the verification) rolls that back and marks the
 task failed with the storage's error text; it is retried with back-off (worker.py).
@@ -15,7 +19,6 @@ task failed with the storage's error text; it is retried with back-off (worker.p
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator
@@ -79,37 +82,50 @@ class Drivers:
         self._drivers.clear()
 
 
-async def _hashed(
-    chunks: AsyncIterable[bytes], hasher: hashlib._Hash, counted: list[int]
-) -> AsyncIterator[bytes]:
-    """The chunks unchanged, each hashed (in a thread) and counted on its way through."""
-    async for chunk in chunks:
-        await asyncio.to_thread(hasher.update, chunk)
-        counted[0] += len(chunk)
-        yield chunk
+class _StreamDigest:
+    """The digest and length of a stream fed chunk by chunk: each chunk is hashed in a thread while
+    the caller fetches the next one (the updates stay in order: one runs at a time)."""
+
+    def __init__(self, algorithm: str) -> None:
+        self._algorithm = algorithm
+        self._hasher = new_hasher(algorithm)
+        self._pending: asyncio.Future[None] | None = None
+        self.length = 0
+
+    async def add(self, chunk: bytes) -> None:
+        await self._settled()
+        self._pending = asyncio.get_running_loop().run_in_executor(None, self._hasher.update, chunk)
+        self.length += len(chunk)
+
+    async def digest(self) -> str:
+        await self._settled()
+        return f"{self._algorithm}:{self._hasher.hexdigest()}"
+
+    async def _settled(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
 
 
 async def _checked(chunks: AsyncIterable[bytes], digest: str, size: int) -> AsyncIterator[bytes]:
     """The chunks unchanged; raises CopyFailedError at their end when they do not hash to digest or
     add up to size, so that the write consuming them fails (and, by the driver contract, leaves
     nothing behind)."""
-    algorithm, _ = parse_digest(digest)
-    hasher = new_hasher(algorithm)
-    counted = [0]
-    async for chunk in _hashed(chunks, hasher, counted):
+    streamed = _StreamDigest(parse_digest(digest)[0])
+    async for chunk in chunks:
+        await streamed.add(chunk)
         yield chunk
-    streamed = f"{algorithm}:{hasher.hexdigest()}"
-    if streamed != digest or counted[0] != size:
-        raise CopyFailedError(f"the source copy does not match: {counted[0]} bytes hashing to {streamed}")
+    found = await streamed.digest()
+    if found != digest or streamed.length != size:
+        raise CopyFailedError(f"the source copy does not match: {streamed.length} bytes hashing to {found}")
 
 
 async def _digest_of(chunks: AsyncIterable[bytes], algorithm: str) -> tuple[str, int]:
     """The digest and length of a stream."""
-    hasher = new_hasher(algorithm)
-    counted = [0]
-    async for _ in _hashed(chunks, hasher, counted):
-        pass
-    return f"{algorithm}:{hasher.hexdigest()}", counted[0]
+    streamed = _StreamDigest(algorithm)
+    async for chunk in chunks:
+        await streamed.add(chunk)
+    return await streamed.digest(), streamed.length
 
 
 async def _source(
@@ -140,14 +156,11 @@ async def _source(
 
 async def _write_verified(source: StorageDriver, target: StorageDriver, digest: str, size: int) -> None:
     """Stream the blob from source into target, checked on the way (a source copy that does not
-    match fails the write, nothing is stored), then check what target stored: its size and the
+    match fails the write, nothing is stored), then check what target stored: the length and the
     digest of a fresh read. A mismatch there removes the written object; both raise CopyFailedError."""
     path = blob_path(digest)
     await target.put(path, _checked(source.read(path), digest, size))
     try:
-        stored = await target.stat(path)
-        if stored != size:
-            raise CopyFailedError(f"the target stored {stored} bytes, the blob has {size}")
         reread, length = await _digest_of(target.read(path), parse_digest(digest)[0])
         if reread != digest or length != size:
             raise CopyFailedError(f"the target's copy reads back as {reread} ({length} bytes)")
@@ -163,30 +176,38 @@ async def _discard(driver: StorageDriver, path: str) -> None:
         log.warning("could not remove the unverified object %s from %s: %s", path, driver.name, error)
 
 
+_BLOB_AND_PLACEMENTS = """
+SELECT b.size, ARRAY(SELECT p.location FROM blob_placement p WHERE p.digest = b.digest) AS placed
+  FROM blob b
+ WHERE b.digest = $1
+"""
+_DROP_TASK = "DELETE FROM replication_task WHERE digest = $1 AND location = $2"
+# The placement (only while the blob row exists: nothing when the blob went meanwhile, nor when the
+# placement existed already), the task's removal and, for a new placement, the location's counters.
+# true when the placement is new.
+_RECORD = """
+WITH placed AS (
+    INSERT INTO blob_placement (digest, location, created_at)
+    -- clock_timestamp(): the placement's time is when it was recorded, not when the copy began.
+    SELECT digest, $2, clock_timestamp() FROM blob WHERE digest = $1
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), finished AS (
+    DELETE FROM replication_task WHERE digest = $1 AND location = $2
+)
+INSERT INTO replication_counter AS c (location, blobs_copied, bytes_copied)
+SELECT $2, 1, $3 FROM placed
+    ON CONFLICT (location) DO UPDATE SET blobs_copied = c.blobs_copied + 1,
+       bytes_copied = c.bytes_copied + EXCLUDED.bytes_copied, updated_at = now()
+RETURNING true
+"""
+
+
 async def _record(conn: asyncpg.Connection, copy: ClaimedCopy, size: int, source: str) -> bool:
     """Placement, task removal, counters and BlobReplicated, in the caller's transaction; False when
-    the placement existed already (nothing announced, nothing counted)."""
-    if await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM blob WHERE digest = $1)", copy.digest):
+    the blob is gone or the placement existed already (nothing announced, nothing counted)."""
+    if not await conn.fetchval(_RECORD, copy.digest, copy.location, size):
         return False
-    placed = await conn.fetchval(
-        # clock_timestamp(): the placement's time is when it was recorded, not when the copy began.
-        "INSERT INTO blob_placement (digest, location, created_at) VALUES ($1, $2, clock_timestamp())"
-        " ON CONFLICT DO NOTHING RETURNING true",
-        copy.digest,
-        copy.location,
-    )
-    await conn.execute(
-        "DELETE FROM replication_task WHERE digest = $1 AND location = $2", copy.digest, copy.location
-    )
-    if not placed:
-        return False
-    await conn.execute(
-        "INSERT INTO replication_counter AS c (location, blobs_copied, bytes_copied) VALUES ($1, 1, $2)"
-        " ON CONFLICT (location) DO UPDATE SET blobs_copied = c.blobs_copied + 1,"
-        " bytes_copied = c.bytes_copied + EXCLUDED.bytes_copied, updated_at = now()",
-        copy.location,
-        size,
-    )
     await enqueue(
         conn, BlobReplicated(digest=copy.digest, location=copy.location, size=size, source_location=source)
     )
@@ -200,16 +221,12 @@ async def copy_blob(pool: asyncpg.Pool, drivers: Drivers, copy: ClaimedCopy) -> 
     started = time.monotonic()
     async with pool.acquire() as conn, conn.transaction():
         await blob_guard.hold_for_push(conn, [copy.digest])
-        size = await conn.fetchval("SELECT size FROM blob WHERE digest = $1", copy.digest)
-        placed = {
-            row[0]
-            for row in await conn.fetch("SELECT location FROM blob_placement WHERE digest = $1", copy.digest)
-        }
-        if size is None or copy.location in placed:
-            await conn.execute(
-                "DELETE FROM replication_task WHERE digest = $1 AND location = $2", copy.digest, copy.location
-            )
+        blob = await conn.fetchrow(_BLOB_AND_PLACEMENTS, copy.digest)
+        if blob is None or copy.location in blob["placed"]:
+            await conn.execute(_DROP_TASK, copy.digest, copy.location)
             return
+        size: int = blob["size"]
+        placed = set(blob["placed"])
         source_name, source = await _source(drivers, placed, copy.location, copy.digest, size)
         target = await drivers.get(copy.location)
         await _write_verified(source, target, copy.digest, size)
