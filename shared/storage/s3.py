@@ -376,8 +376,14 @@ class S3Driver(StorageDriver):
 def _client_for(location: S3Location) -> contextlib.AbstractAsyncContextManager[S3Client]:
     config = AioConfig(
         signature_version="s3v4",
-        # Custom endpoints (SeaweedFS, MinIO, ...) rarely serve virtual-hosted buckets.
-        s3={"addressing_style": "path" if location.endpoint_url else "auto"},
+        s3={
+            # Custom endpoints (SeaweedFS, MinIO, ...) rarely serve virtual-hosted buckets.
+            "addressing_style": "path" if location.endpoint_url else "auto",
+            # Over TLS, which already protects the bytes, bodies are not SHA-256 signed: botocore
+            # would hash every part on the event loop. Over plain HTTP the signature is all the
+            # integrity a body has, so it stays.
+            "payload_signing_enabled": not _over_tls(location),
+        },
         # Checksums only where S3 demands them: S3-compatible servers often lack the newer ones.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -394,6 +400,10 @@ def _client_for(location: S3Location) -> contextlib.AbstractAsyncContextManager[
         # An https endpoint's certificate is verified against ca_bundle (else the system's CAs).
         verify=location.ca_bundle or location.verify_tls,
     )
+
+
+def _over_tls(location: S3Location) -> bool:
+    return location.endpoint_url is None or location.endpoint_url.lower().startswith("https://")
 
 
 def _range(offset: int, length: int | None) -> str:
