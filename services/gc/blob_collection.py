@@ -29,8 +29,13 @@ from shared.storage.paths import blob_path
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# Object deletions in flight at once per pass.
-_PARALLEL_DELETES = 16
+# Object deletions in flight at once per location. A remote store answers each after a round trip,
+# so several overlap. On a local filesystem a deletion is a syscall on the pushes' own disk and CPU:
+# 16 threads unlinking at once (each unlink also a discard request, with online discard) slowed the
+# concurrent pushes two to three times as much as one at a time, which deletes 40% fewer blobs a
+# second (both settings interleaved within one pass of bench/bench_gc.py's seed; bench/README.md).
+_PARALLEL_REMOTE_DELETES = 16
+_PARALLEL_LOCAL_DELETES = 1
 
 _UNREFERENCED = (
     "NOT EXISTS (SELECT 1 FROM manifest_blob mb WHERE mb.digest = b.digest)"
@@ -123,12 +128,16 @@ async def _delete_rows(
 async def _delete_bytes(locations: Locations, blobs: list[DeletedBlob]) -> tuple[dict[str, int], list[str]]:
     """Delete each blob's object in each of its locations: the bytes freed per location, and the
     digests gone everywhere (the others keep their blob_deletion row, for the next pass)."""
-    limit = asyncio.Semaphore(_PARALLEL_DELETES)
+    limits: dict[str, asyncio.Semaphore] = {}
+    for blob in blobs:
+        for location in blob.locations:
+            if location not in limits:
+                limits[location] = _deletion_limit(locations, location, blob.digest)
     reclaimed: dict[str, int] = {}
     failed: set[str] = set()
 
     async def delete(blob: DeletedBlob, location: str) -> None:
-        async with limit:
+        async with limits[location]:
             if await _delete_object(locations, location, blob.digest):
                 reclaimed[location] = reclaimed.get(location, 0) + blob.size
             else:
@@ -136,6 +145,14 @@ async def _delete_bytes(locations: Locations, blobs: list[DeletedBlob]) -> tuple
 
     await asyncio.gather(*(delete(blob, location) for blob in blobs for location in blob.locations))
     return reclaimed, [blob.digest for blob in blobs if blob.digest not in failed]
+
+
+def _deletion_limit(locations: Locations, location: str, digest: str) -> asyncio.Semaphore:
+    """How many of the location's deletions may be in flight: one where objects are local files."""
+    local = (
+        location in locations.order and locations.driver(location).local_path(blob_path(digest)) is not None
+    )
+    return asyncio.Semaphore(_PARALLEL_LOCAL_DELETES if local else _PARALLEL_REMOTE_DELETES)
 
 
 async def _delete_object(locations: Locations, location: str, digest: str) -> bool:
