@@ -101,7 +101,9 @@ async def test_cancel_stops_a_running_sync_and_pauses_the_schedule(
     upstream.proxy.hold_blobs()
     await mirror.create(scenario, body)
     async with mirror.workers():
-        await upstream.proxy.wait_until_holding()
+        # Every blob of t1 (two base layers, its own, its config) is under way, so its copy is past
+        # its last checkpoint: the cancel stops the sync before t2.
+        await upstream.proxy.wait_until_holding(blobs=4)
         view = await mirror.view(scenario)
         assert view["sync_status"] == "SYNCING"
         assert view["sync_expiration_date"] is not None

@@ -8,7 +8,7 @@ from services.registry.v2.manifest_cache import CHANNEL
 from tests.fixtures.registry import Registry
 from tests.support.oci import bearer_header, bearer_token, push_image, random_image
 from tests.support.registry_app import running_registry
-from tests.support.waiting import wait_until
+from tests.support.waiting import eventually, wait_until
 
 
 async def _pull_digest(registry: Registry, name: str, reference: str, token: str) -> str:
@@ -23,6 +23,19 @@ async def _cached_digest(registry: Registry, name: str, reference: str) -> str |
     return cached.digest if cached else None
 
 
+async def _pulled_into_the_cache(
+    registry: Registry, name: str, reference: str, token: str, digest: str
+) -> None:
+    """Pull until the cache holds the manifest: a pull read while the push's own change announcement
+    was still on its way is rightly not stored."""
+
+    async def cached_after_a_pull() -> bool:
+        assert await _pull_digest(registry, name, reference, token) == digest
+        return await _cached_digest(registry, name, reference) == digest
+
+    await eventually(cached_after_a_pull)
+
+
 async def test_a_tag_moved_by_another_replica_is_never_served_stale(registry: Registry) -> None:
     alice = await registry.user()
     name = f"{alice.username}/app"
@@ -30,8 +43,7 @@ async def test_a_tag_moved_by_another_replica_is_never_served_stale(registry: Re
     async with registry.client(alice) as client:
         first = await push_image(client, name, random_image(), "latest")
         token = await bearer_token(client, f"repository:{name}:pull")
-    assert await _pull_digest(registry, name, "latest", token) == first
-    assert await _cached_digest(registry, name, "latest") == first
+    await _pulled_into_the_cache(registry, name, "latest", token, first)
 
     async with running_registry(registry.settings) as other, other.client(alice) as client:
         second = await push_image(client, name, random_image(), "latest")
@@ -47,8 +59,7 @@ async def test_changes_made_in_plain_sql_evict_too(registry: Registry) -> None:
     async with registry.client(alice) as client:
         digest = await push_image(client, name, random_image(), "v1")
         token = await bearer_token(client, f"repository:{name}:pull")
-    await _pull_digest(registry, name, "v1", token)
-    assert await _cached_digest(registry, name, "v1") == digest
+    await _pulled_into_the_cache(registry, name, "v1", token, digest)
 
     async with registry.context.pool.acquire() as conn:
         await conn.execute("UPDATE tag SET lifetime_end = now() WHERE name = 'v1'")
@@ -66,8 +77,7 @@ async def test_without_its_listening_connection_the_cache_empties_and_stays_off(
     async with registry.client(alice) as client:
         digest = await push_image(client, name, random_image(), "v1")
         token = await bearer_token(client, f"repository:{name}:pull")
-    await _pull_digest(registry, name, "v1", token)
-    assert cache.get(name, "v1") is not None
+    await _pulled_into_the_cache(registry, name, "v1", token, digest)
 
     async with registry.context.pool.acquire() as conn:
         await conn.execute(
@@ -100,10 +110,9 @@ async def test_basic_and_anonymous_pulls_are_never_served_from_the_cache(registr
     name = f"{alice.username}/app"
     await wait_until(lambda: registry.context.manifests.listening)
     async with registry.client(alice) as client:
-        await push_image(client, name, random_image(), "v1")
+        digest = await push_image(client, name, random_image(), "v1")
         token = await bearer_token(client, f"repository:{name}:pull")
-    await _pull_digest(registry, name, "v1", token)
-    assert registry.context.manifests.get(name, "v1") is not None
+    await _pulled_into_the_cache(registry, name, "v1", token, digest)
     async with registry.client(bob) as client:
         assert (await client.get(f"/v2/{name}/manifests/v1")).status_code == 403
     async with registry.client() as client:
