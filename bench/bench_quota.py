@@ -236,13 +236,16 @@ async def measure_pushes(scale: Scale, work_dir: Path) -> list[Row]:
                 _percentile(samples["off"], fraction) * 1000,
             )
             ratio = on / off if off else float("inf")
+            # The target is the push's (the "push latency"); the manifest PUT, where all of
+            # enforcement's work happens, is shown for where the difference comes from.
+            targeted = label == "whole push"
             rows.append(
                 Row(
                     metric=f"{label} {name} (ms)",
                     on=on,
                     off=off,
-                    target=f"<= 1.05x ({ratio:.2f}x)",
-                    met=ratio <= 1.05,
+                    target=f"<= 1.05x ({ratio:.2f}x)" if targeted else f"- ({ratio:.2f}x)",
+                    met=ratio <= 1.05 or not targeted,
                 )
             )
     return rows
