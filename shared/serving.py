@@ -206,9 +206,9 @@ def settle_garbage_collector() -> None:
     """Keep the cyclic garbage collector out of the request path's tail: for a service process's
     entry point, once its app is built (never in a process that runs other work, such as tests).
 
-    With the defaults, a busy HTTP process ran a collection every 700 allocations and a full one
-    (every object of the app: FastAPI's routes, pydantic's models) every few seconds, which showed
-    as pauses in the latency tail. Objects alive before serving (the imported app) are moved out of
+    With the defaults, a busy HTTP process collects every 700 allocations, and its full
+    collections walk every object of the app (FastAPI's routes, pydantic's models): pauses that
+    showed in the latency tail. Objects alive before serving (the imported app) are moved out of
     the collector's view, and collections run less often: manifest GETs at 64 connections went from
     p99 156-198 ms to 78-90 ms, with 10 % more requests a second (bench/README.md, "Credentials
     benchmark"). Reference counting still frees everything that is not in a cycle at once."""
