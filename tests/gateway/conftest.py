@@ -81,6 +81,19 @@ def gateway_environment(regions: Mapping[str, str], port: int, extra: Mapping[st
     return env
 
 
+async def refused_start_output(regions: Mapping[str, str], extra: Mapping[str, str]) -> str:
+    """Start `python -m services.gateway` with settings it must refuse: the end of its output,
+    once it has exited with status 2 (a settings error)."""
+    env = gateway_environment(regions, free_port(), extra)
+    server = await ServerProcess.start([sys.executable, "-m", "services.gateway"], env, REPOSITORY_ROOT)
+    try:
+        await asyncio.wait_for(server.process.wait(), timeout=30)
+    finally:
+        await server.stop()
+    assert server.process.returncode == 2
+    return server.output_tail()
+
+
 @asynccontextmanager
 async def running_gateway(regions: Mapping[str, str], **extra: str) -> AsyncIterator[Gateway]:
     """`python -m services.gateway` in front of regions, until the block ends (SIGTERM, then SIGKILL)."""

@@ -4,7 +4,6 @@ is down answers 503 in Quay's format, and a path that is not a regular expressio
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import uuid
@@ -22,7 +21,13 @@ from services.gateway.settings import GatewaySettings
 from shared.auth.accounts import create_organization, create_robot, create_user
 from tests.fixtures.live_registry import REPOSITORY_ROOT, server_environment
 from tests.fixtures.registry import Account
-from tests.gateway.conftest import US_CLIENT, client_from, echo_regions, gateway_environment, running_gateway
+from tests.gateway.conftest import (
+    US_CLIENT,
+    client_from,
+    echo_regions,
+    refused_start_output,
+    running_gateway,
+)
 from tests.support.process import ServerProcess, free_port
 
 # Quay's mirroring API paths (repository names may hold slashes).
@@ -220,16 +225,8 @@ def test_malformed_service_routes_are_refused(service: dict[str, str], message: 
 
 async def test_the_process_refuses_to_start_with_a_path_that_is_not_a_regular_expression() -> None:
     services = [{"name": "mirror", "path": "/api/v1/repository/[^/+/mirror", "url": "http://127.0.0.1:5001"}]
-    env = gateway_environment(
-        {"us": "http://127.0.0.1:5002"}, free_port(), {"QUAYSIDE_GATEWAY_SERVICES": json.dumps(services)}
+    output = await refused_start_output(
+        {"us": "http://127.0.0.1:5002"}, {"QUAYSIDE_GATEWAY_SERVICES": json.dumps(services)}
     )
-    server = await ServerProcess.start([sys.executable, "-m", "services.gateway"], env, REPOSITORY_ROOT)
-    try:
-        await asyncio.wait_for(server.process.wait(), timeout=30)
-    finally:
-        await server.stop()
-
-    assert server.process.returncode == 2
-    output = server.output_tail()
     assert "services.0.path" in output
     assert "'/api/v1/repository/[^/+/mirror' is not a regular expression" in output
