@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import base64
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +21,14 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, the repository root is not on sys.path; the benchmark modules live there.
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
-from bench.bench_registry import Registry, header_options, quayside, rss_peak_growth, run_tool  # noqa: E402
+from bench.bench_registry import (  # noqa: E402
+    Registry,
+    ensure_wrk,
+    header_options,
+    quayside,
+    rss_peak_growth,
+    run_tool,
+)
 from tests.support.ocilayout import OciLayout  # noqa: E402
 from tests.support.skopeo import run_skopeo  # noqa: E402
 
@@ -85,13 +91,6 @@ class Row(BaseModel):
     bearer: float
     target: str
     met: bool
-
-
-async def ensure_wrk() -> None:
-    """Debian's wrk, installed with apt-get when missing."""
-    if shutil.which("wrk") is None:
-        print("installing wrk...", file=sys.stderr)
-        await run_tool("apt-get", "install", "-y", "wrk")
 
 
 async def push_small_image(registry: Registry, work_dir: Path) -> None:
