@@ -8,6 +8,7 @@ import asyncpg
 from fastapi import Request
 
 from services.registry.credentials_cache import CredentialsCache
+from services.registry.domain.history_page_starts import HistoryPageStarts
 from services.registry.domain.pull_stats import PullStats
 from services.registry.proxy.runtime import ProxyRuntime
 from services.registry.v2.manifest_cache import ManifestCache
@@ -30,8 +31,11 @@ class RegistryContext:
     pull_stats: PullStats = field(default_factory=PullStats)
     logins: LoginLimiter = field(init=False)
     proxy: ProxyRuntime = field(init=False)
+    history_pages: HistoryPageStarts = field(init=False)
 
     def __post_init__(self) -> None:
+        self.history_pages = HistoryPageStarts(self.manifests)
+        self.manifests.followers.append(self.history_pages)
         self.logins = LoginLimiter(self.pool, LoginLimits.from_settings(self.settings))
         self.proxy = ProxyRuntime(self.settings)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 
+import httpx
 import pytest
 
 from tests.api.conftest import Organization
 from tests.fixtures.registry import Registry
+from tests.support.waiting import wait_until
 
 API = "/api/v1/repository"
 
@@ -85,3 +87,51 @@ async def test_a_token_naming_no_position_is_a_400(
     for response in (tags, repositories):
         assert response.status_code == 400, response.text
         assert response.json()["detail"] == "Invalid next_page token"
+
+
+async def _history_names(registry: Registry, repository: str, page: int, size: int) -> list[str]:
+    """Page ``page`` of the tag history as Quay numbers pages, read straight from the table."""
+    rows = await registry.context.pool.fetch(
+        "SELECT t.name FROM tag t JOIN repository r ON r.id = t.repository_id"
+        " WHERE r.name = $1 AND NOT t.time_machine_removed"
+        " ORDER BY t.lifetime_start DESC, t.name, t.id DESC OFFSET $2 LIMIT $3",
+        repository,
+        (page - 1) * size,
+        size,
+    )
+    return [row["name"] for row in rows]
+
+
+async def test_numbered_pages_stay_exact_while_tags_come_and_go(
+    registry: Registry, organization: Organization
+) -> None:
+    """Numbered pages continue from the page starts the process remembers; a tag row added, removed
+    from the time machine or deleted, even in plain SQL, moves every later page at once."""
+    await wait_until(lambda: registry.context.manifests.listening)
+    path = await _fill_tags(registry, organization, 200)
+    size = 20
+
+    async def page_names(client: httpx.AsyncClient, page: int) -> list[str]:
+        response = await client.get(path, params={"limit": size, "page": page})
+        assert response.status_code == 200, response.text
+        return [tag["name"] for tag in response.json()["tags"]]
+
+    async def page_is_exact(client: httpx.AsyncClient, page: int) -> bool:
+        return await page_names(client, page) == await _history_names(registry, "tagged", page, size)
+
+    async with registry.client(organization.owner) as client:
+        for page in (7, 3, 7, 9, 10, 11):
+            assert await page_is_exact(client, page), page
+        changes = [
+            "INSERT INTO tag (repository_id, name, manifest_id)"
+            " SELECT repository_id, 'newest', manifest_id FROM tag WHERE name = 't000'",
+            "UPDATE tag SET time_machine_removed = true WHERE name = 't050'",
+            "DELETE FROM tag WHERE name = 't070'",
+        ]
+        for change in changes:
+            remembered = await page_names(client, 9)
+            await registry.context.pool.execute(change)
+            assert await _history_names(registry, "tagged", 9, size) != remembered
+            await wait_until(lambda: page_is_exact(client, 9))
+            for page in (7, 8, 10):
+                assert await page_is_exact(client, page), (change, page)

@@ -218,6 +218,9 @@ async def test_history_pages_continue_exactly_where_the_last_ended(db_pool: asyn
                 page = await tag_history(db_pool, repository_id, wanted, limit=size, after=after)
                 by_number = await tag_history(db_pool, repository_id, wanted, limit=size, skip=skip)
                 assert by_number.tags == page.tags
+                assert by_number.has_additional == page.has_additional
+                # A page found by skipping names the row it starts after, as the keyset page was given.
+                assert by_number.starts_after == page.starts_after == after
                 rows += page.tags
                 skip += size
                 if not page.has_additional:

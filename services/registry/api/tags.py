@@ -27,7 +27,9 @@ from services.registry.api.repositories import (
     readable_repository,
     writable_repository,
 )
+from services.registry.context import RegistryContext, get_context
 from services.registry.domain import tag_lifecycle
+from services.registry.domain.history_page_starts import HistoryListing
 from shared.oci.digest import is_digest
 from shared.oci.names import is_valid_tag
 
@@ -150,20 +152,22 @@ async def list_tags(
         description="The previous answer's next_page, instead of page",
     ),
     access: RepositoryAccess = Depends(readable_repository),
+    context: RegistryContext = Depends(get_context),
 ) -> dict[str, Any]:
     """The tag history, live and ended tags, most recently started first. A page continued with
-    ``next_page`` costs the same however deep it is; a ``page`` number skips the rows before it."""
+    ``next_page`` costs the same however deep it is; a ``page`` number continues from the nearest
+    numbered page this process remembers (services.registry.domain.history_page_starts)."""
     wanted = _history_filter(specific_tag, filter_tag_name, only_active)
     size = min(MAX_PAGE_SIZE, max(1, limit))
     if next_page:
         position = decode_token(TagPagePosition, next_page)
-        page, after, skip = position.page, position.after, 0
+        page = position.page
+        history = await tag_lifecycle.tag_history(
+            access.conn, access.repository.id, wanted, limit=size, after=position.after
+        )
     else:
         page = max(1, page)
-        after, skip = tag_lifecycle.HISTORY_START, (page - 1) * size
-    history = await tag_lifecycle.tag_history(
-        access.conn, access.repository.id, wanted, limit=size, after=after, skip=skip
-    )
+        history = await _numbered_page(context, access, wanted, size, page)
     answer: dict[str, Any] = {
         "tags": await with_pull_fields(access, [tag_view(tag) for tag in history.tags]),
         "page": page,
@@ -172,6 +176,29 @@ async def list_tags(
     if history.has_additional and history.last is not None:
         answer["next_page"] = encode_token(TagPagePosition(page=page + 1, after=history.last))
     return answer
+
+
+async def _numbered_page(
+    context: RegistryContext,
+    access: RepositoryAccess,
+    wanted: tag_lifecycle.HistoryFilter,
+    size: int,
+    page: int,
+) -> tag_lifecycle.TagHistoryPage:
+    """Page ``page`` of the history, read from the nearest remembered page start; the pages it
+    locates are remembered. A next_page token's positions are the client's and never remembered."""
+    listing = HistoryListing.of(access.repository.id, wanted, size)
+    starts = context.history_pages
+    generation = starts.generation
+    from_page, after = starts.nearest(listing, page)
+    history = await tag_lifecycle.tag_history(
+        access.conn, access.repository.id, wanted, limit=size, after=after, skip=(page - from_page) * size
+    )
+    if history.starts_after is not None:
+        starts.remember(listing, page, history.starts_after, generation)
+    if history.has_additional and history.last is not None:
+        starts.remember(listing, page + 1, history.last, generation)
+    return history
 
 
 async def _retarget(access: RepositoryAccess, tag: str, digest: str) -> None:

@@ -81,10 +81,12 @@ class HistoryPosition(BaseModel):
 
 
 class TagHistoryPage(BaseModel):
-    """A page of history rows, and the position of its last row (where the next page starts)."""
+    """A page of history rows, the position the page starts after (None past the history's end),
+    and the position of its last row (where the next page starts)."""
 
     tags: list[TagRecord]
     has_additional: bool
+    starts_after: HistoryPosition | None
     last: HistoryPosition | None
 
 
@@ -107,6 +109,17 @@ class HistoryFilter(BaseModel):
     def names(self) -> set[str]:
         """The one name the rows must have, if any (two different names leave none)."""
         return {name for name in (self.specific_tag, self.name_equals) if name is not None}
+
+    def variant(self) -> HistoryVariant:
+        return HistoryVariant(
+            by_name=bool(self.names()),
+            containing=self.name_contains is not None,
+            only_active=self.only_active,
+        )
+
+    def parameters(self) -> tuple[str, ...]:
+        """The variant's query parameters after the fixed ones: the name, the contained text."""
+        return (*self.names(), *((self.name_contains,) if self.name_contains is not None else ()))
 
 
 class HistoryVariant(BaseModel, frozen=True):
@@ -175,21 +188,21 @@ async def tag_history(
     up to ``limit`` of them after the position ``after``, skipping ``skip`` first (page numbers)."""
     names = wanted.names()
     if len(names) > 1:
-        return TagHistoryPage(tags=[], has_additional=False, last=None)
-    variant = HistoryVariant(
-        by_name=bool(names), containing=wanted.name_contains is not None, only_active=wanted.only_active
-    )
-    filters = [*names, *([wanted.name_contains] if wanted.name_contains is not None else [])]
+        return TagHistoryPage(tags=[], has_additional=False, starts_after=after, last=None)
+    # A skipping page also reads the row just before it: the position the page starts after.
+    lead = 1 if skip > 0 else 0
     rows = await db.fetch(
-        HISTORY_QUERIES[variant],
+        HISTORY_QUERIES[wanted.variant()],
         repository_id,
         after.lifetime_start,
         after.name,
         after.id,
-        limit + 1,
-        skip,
-        *filters,
+        limit + 1 + lead,
+        skip - lead,
+        *wanted.parameters(),
     )
+    starts_after = after if not lead else _position(rows[0]) if rows else None
+    page_rows = rows[lead : lead + limit]
     records = [
         TagRecord(
             name=row["name"],
@@ -200,15 +213,18 @@ async def tag_history(
             lifetime_end=row["lifetime_end"],
             reversion=row["reversion"],
         )
-        for row in rows[:limit]
+        for row in page_rows
     ]
-    last = rows[:limit][-1] if rows[:limit] else None
-    position = (
-        HistoryPosition(lifetime_start=last["lifetime_start"], name=last["name"], id=last["id"])
-        if last
-        else None
+    return TagHistoryPage(
+        tags=records,
+        has_additional=len(rows) > lead + limit,
+        starts_after=starts_after,
+        last=_position(page_rows[-1]) if page_rows else None,
     )
-    return TagHistoryPage(tags=records, has_additional=len(rows) > limit, last=position)
+
+
+def _position(row: asyncpg.Record) -> HistoryPosition:
+    return HistoryPosition(lifetime_start=row["lifetime_start"], name=row["name"], id=row["id"])
 
 
 async def _live_target(conn: asyncpg.Connection, repository_id: int, name: str) -> asyncpg.Record | None:

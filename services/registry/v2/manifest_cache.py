@@ -16,6 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 
@@ -37,8 +38,18 @@ class CachedManifest:
     expires_at: float
 
 
+class ChangeFollower(Protocol):
+    """Another per-process cache kept exact by the same announcements."""
+
+    def evict_repository(self, repository_id: int) -> None: ...
+
+    def clear(self) -> None: ...
+
+
 class ManifestCache:
-    """(repository name, reference) → the manifest served for it, least recently used evicted first."""
+    """(repository name, reference) → the manifest served for it, least recently used evicted first.
+
+    Its followers are evicted and cleared with it."""
 
     def __init__(self) -> None:
         self._entries: OrderedDict[tuple[str, str], CachedManifest] = OrderedDict()
@@ -47,6 +58,7 @@ class ManifestCache:
         # Bumped by every notification: an entry read from the database before a change was
         # announced must not be stored after it.
         self.generation = 0
+        self.followers: list[ChangeFollower] = []
 
     def get(self, name: str, reference: str) -> CachedManifest | None:
         key = (name, reference)
@@ -82,11 +94,15 @@ class ManifestCache:
     def evict_repository(self, repository_id: int) -> None:
         for key in [key for key, entry in self._entries.items() if entry.repository_id == repository_id]:
             self._drop(key)
+        for follower in self.followers:
+            follower.evict_repository(repository_id)
 
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()
         self._bytes = 0
+        for follower in self.followers:
+            follower.clear()
 
     def _drop(self, key: tuple[str, str]) -> None:
         entry = self._entries.pop(key, None)
