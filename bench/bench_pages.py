@@ -74,10 +74,21 @@ class Endpoint:
     name: str
     path: Callable[[int, HistoryPosition], str]
     authenticated: bool = True
+    # Each request asks for the page before the previous one's: a page number no request has
+    # visited, which no remembered page start precedes. Shown beside the targets, not held to one.
+    descending_pages: bool = False
+
+    def request_path(self, rows: int, middle: HistoryPosition, attempt: int) -> str:
+        path = self.path(rows, middle)
+        return f"{path}&page={max(1, _middle_page(rows) - attempt)}" if self.descending_pages else path
 
 
 def _middle(rows: int) -> int:
     return max(1, rows // 2)
+
+
+def _middle_page(rows: int) -> int:
+    return _middle(rows) // PAGE + 1
 
 
 def _repository_token(rows: int) -> str:
@@ -85,7 +96,7 @@ def _repository_token(rows: int) -> str:
 
 
 def _tag_token(rows: int, middle: HistoryPosition) -> str:
-    return encode_token(TagPagePosition(page=_middle(rows) // PAGE + 1, after=middle))
+    return encode_token(TagPagePosition(page=_middle_page(rows), after=middle))
 
 
 _TAGS = "/api/v1/repository/bench/repo-000001/tag/"
@@ -115,7 +126,12 @@ ENDPOINTS = [
     Endpoint("/api/v1/.../tag/ onlyActiveTags", lambda rows, _: f"{_TAGS}?limit={PAGE}&onlyActiveTags=true"),
     Endpoint(
         "/api/v1/.../tag/ middle (page=N)",
-        lambda rows, _: f"{_TAGS}?limit={PAGE}&page={_middle(rows) // PAGE + 1}",
+        lambda rows, _: f"{_TAGS}?limit={PAGE}&page={_middle_page(rows)}",
+    ),
+    Endpoint(
+        "/api/v1/.../tag/ page=N never visited",
+        lambda rows, _: f"{_TAGS}?limit={PAGE}",
+        descending_pages=True,
     ),
     Endpoint("/api/v1/.../logs first", lambda rows, _: "/api/v1/repository/bench/repo-000001/logs"),
 ]
@@ -127,6 +143,9 @@ async def fill(registry: Registry, rows: int) -> HistoryPosition:
     conn = await asyncpg.connect(registry.database_url)
     try:
         await conn.execute(FILL.replace("$1::int", str(rows)))
+        # What autovacuum does to a table this size on a default server (this machine's runs with
+        # autovacuum off): statistics, and the visibility map that lets an index-only scan skip the heap.
+        await conn.execute("VACUUM (ANALYZE)")
         middle = await conn.fetchrow(
             "SELECT lifetime_start, name, id FROM tag ORDER BY lifetime_start DESC, name, id DESC"
             " OFFSET $1 LIMIT 1",
@@ -146,8 +165,8 @@ class Filled:
     middle: HistoryPosition
     client: httpx.AsyncClient
 
-    async def get_ms(self, endpoint: Endpoint) -> float:
-        path = endpoint.path(self.rows, self.middle)
+    async def get_ms(self, endpoint: Endpoint, attempt: int) -> float:
+        path = endpoint.request_path(self.rows, self.middle, attempt)
         auth = self.registry.credentials if endpoint.authenticated else None
         started = time.perf_counter()
         response = await self.client.get(path, auth=auth)
@@ -163,7 +182,7 @@ async def medians(small: Filled, big: Filled, endpoint: Endpoint, requests: int)
     timings: dict[int, list[float]] = {small.rows: [], big.rows: []}
     for attempt in range(requests + 2):
         for filled in (small, big):
-            elapsed = await filled.get_ms(endpoint)
+            elapsed = await filled.get_ms(endpoint, attempt)
             if attempt >= 2:
                 timings[filled.rows].append(elapsed)
     return statistics.median(timings[small.rows]), statistics.median(timings[big.rows])
@@ -178,26 +197,25 @@ async def filled_registry(rows: int, work_dir: Path) -> AsyncIterator[Filled]:
         yield Filled(registry, rows, await fill(registry, rows), client)
 
 
-async def measure(scale: Scale, work_dir: Path) -> list[tuple[str, float, float]]:
+async def measure(scale: Scale, work_dir: Path) -> list[tuple[Endpoint, float, float]]:
     """(endpoint, small ms, big ms) for every endpoint."""
     async with (
         filled_registry(SMALL_ROWS, work_dir) as small,
         filled_registry(scale.rows, work_dir) as big,
     ):
-        return [
-            (endpoint.name, *await medians(small, big, endpoint, scale.requests)) for endpoint in ENDPOINTS
-        ]
+        return [(endpoint, *await medians(small, big, endpoint, scale.requests)) for endpoint in ENDPOINTS]
 
 
-def render(figures: list[tuple[str, float, float]], rows: int) -> str:
+def render(figures: list[tuple[Endpoint, float, float]], rows: int) -> str:
     header = f"{'endpoint (ms per request, median)':<40} {SMALL_ROWS:>9} {rows:>9} {'ratio':>7}  target met"
     lines = [header, "-" * len(header)]
-    for name, small_ms, big_ms in figures:
+    for endpoint, small_ms, big_ms in figures:
         ratio = big_ms / small_ms
-        met = "yes" if ratio <= TARGET_RATIO else "NO"
-        lines.append(
-            f"{name:<40} {small_ms:>9.2f} {big_ms:>9.2f} {ratio:>6.2f}x  <= {TARGET_RATIO:.0f}x   {met}"
-        )
+        if endpoint.descending_pages:
+            target, met = "-    ", "-"
+        else:
+            target, met = f"<= {TARGET_RATIO:.0f}x", "yes" if ratio <= TARGET_RATIO else "NO"
+        lines.append(f"{endpoint.name:<40} {small_ms:>9.2f} {big_ms:>9.2f} {ratio:>6.2f}x  {target}   {met}")
     return "\n".join(lines)
 
 
