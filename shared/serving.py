@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from shared.config import Settings
-from shared.pathsend import PATHSEND, ZeroCopyCycle, offers_pathsend
+from shared.pathsend import PATHSEND, SPLICE, ZeroCopyCycle, offers_zero_copy
 from shared.tls import ReloadingServerContext, TlsFiles
 
 # Open requests get this long to finish once the process is asked to stop.
@@ -106,8 +106,9 @@ class _HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if offers_pathsend(self.transport):
-            self.scope.setdefault("extensions", {})[PATHSEND] = {}  # type: ignore[typeddict-item]
+        if offers_zero_copy(self.transport):
+            extensions = self.scope.setdefault("extensions", {})
+            extensions[PATHSEND] = extensions[SPLICE] = {}  # type: ignore[index]
         self._arm_header_deadline()
 
     def on_headers_complete(self) -> None:

@@ -1,5 +1,9 @@
 """Forwarding a request to its region's registry and its answer back, streamed both ways.
 
+- A large GET answer with a Content-Length over plain HTTP both ways (a blob, typically) leaves
+  Python: once its headers are in, the upstream connection stops being read, the body bytes aiohttp
+  already holds are sent, and the rest is spliced from the upstream socket to the client's by the
+  serving layer (shared/pathsend.py's SPLICE). That connection is then closed, not reused.
 - Request bodies are passed on as they arrive (a monolithic PUT of hundreds of MiB is never held
   whole; with the client's Content-Length when it sent one, else chunked); responses are passed
   back piece by piece as the region sends them, undecoded (no decompression). A client that goes
@@ -45,6 +49,7 @@ from services.gateway import metrics
 from services.gateway.routing import Regions, Route, Services, UnknownRegionError
 from services.gateway.settings import GatewaySettings, ServiceRoute
 from shared.http_guard import protocol_error
+from shared.pathsend import SPLICE
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,9 @@ _RETRIED_METHODS = frozenset({"GET", "HEAD"})
 # Responses up to this size are read whole and sent in one piece, without watching for the
 # client's disconnect meanwhile.
 _WATCH_DISCONNECT_ABOVE_BYTES = 1024 * 1024
+# Answers at least this large are spliced when they can be: below it, a splice's extra work (a
+# pipe, a thread, a connection not reused) costs more than the copies it saves.
+_SPLICE_FROM_BYTES = 4 * 1024 * 1024
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -332,7 +340,9 @@ class Proxy:
         length = response.content_length
         small = length is not None and length <= _WATCH_DISCONNECT_ABOVE_BYTES
         try:
-            if small or scope["method"] == "HEAD":
+            if (source := _spliceable_socket(scope, response)) is not None:
+                await _splice_body(response, source, send, self._settings.read_timeout_s)
+            elif small or scope["method"] == "HEAD":
                 await _pass_small_body(response, send)
             else:
                 await _pass_body_until_disconnect(response, send, receive)
@@ -352,6 +362,40 @@ def _has_body(headers: HeaderList) -> bool:
         if name == b"content-length":
             return value.strip() not in (b"", b"0")
     return False
+
+
+def _spliceable_socket(scope: Scope, response: aiohttp.ClientResponse) -> int | None:
+    """The upstream socket's descriptor when the answer's body can be spliced to the client."""
+    length = response.content_length
+    connection = response.connection
+    if (
+        SPLICE not in scope.get("extensions", {})
+        or scope["method"] != "GET"
+        or length is None
+        or length < _SPLICE_FROM_BYTES
+        or connection is None
+        or connection.transport is None
+        or connection.transport.get_extra_info("sslcontext") is not None
+    ):
+        return None
+    upstream = connection.transport.get_extra_info("socket")
+    return None if upstream is None else int(upstream.fileno())
+
+
+async def _splice_body(
+    response: aiohttp.ClientResponse, source: int, send: Send, read_timeout_s: float
+) -> None:
+    """What aiohttp already read, then the rest straight from the upstream socket."""
+    assert response.connection is not None and response.connection.transport is not None
+    # Taking the held bytes may resume reading (aiohttp's flow control), so the pause follows it, in
+    # the same step of the event loop: no byte can reach aiohttp's buffer once it is emptied.
+    held = response.content.read_nowait()
+    response.connection.transport.pause_reading()
+    if held:
+        await send({"type": "http.response.body", "body": held, "more_body": True})
+    remaining = (response.content_length or 0) - len(held)
+    await send({"type": SPLICE, "fd": source, "count": remaining, "read_timeout_s": read_timeout_s})
+    response.close()
 
 
 async def _pass_small_body(response: aiohttp.ClientResponse, send: Send) -> None:

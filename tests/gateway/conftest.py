@@ -119,6 +119,7 @@ class EchoRegion:
     health_checks: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     endless_aborted: asyncio.Event = field(default_factory=asyncio.Event)
+    stalled_aborted: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
 
     @property
@@ -141,6 +142,12 @@ class EchoRegion:
             return
         if path.startswith("/download/"):
             await self._download(send, int(path.removeprefix("/download/")))
+            return
+        if path.startswith("/numbered/"):
+            await _numbered(send, int(path.removeprefix("/numbered/")))
+            return
+        if path.startswith("/stalled/"):
+            await self._stalled(receive, send, int(path.removeprefix("/stalled/")))
             return
         if path == "/endless":
             await self._endless(receive, send)
@@ -223,6 +230,31 @@ class EchoRegion:
             piece = chunk[: min(len(chunk), remaining)]
             remaining -= len(piece)
             await send({"type": "http.response.body", "body": piece, "more_body": bool(remaining)})
+
+    async def _stalled(self, receive: Receive, send: Send, size: int) -> None:
+        """Half of a numbered body of ``size`` bytes, then nothing until the connection is closed
+        (then ``stalled_aborted`` is set)."""
+        headers = [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": numbered_bytes(0, size // 2), "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.stalled_aborted.set()
+
+
+def numbered_bytes(start: int, size: int) -> bytes:
+    """Bytes ``start`` to ``start + size`` of a body made of consecutive 8-byte counters, in which a
+    byte lost, repeated or moved shows (start and size multiples of 8)."""
+    return b"".join(counter.to_bytes(8, "big") for counter in range(start // 8, (start + size) // 8))
+
+
+async def _numbered(send: Send, size: int) -> None:
+    headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    piece = 1024 * 1024
+    for start in range(0, size, piece):
+        body = numbered_bytes(start, min(piece, size - start))
+        await send({"type": "http.response.body", "body": body, "more_body": start + piece < size})
 
 
 async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
