@@ -7,6 +7,7 @@ Clients pick their region by source address: `client_from("127.0.0.2")` binds it
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import hashlib
@@ -243,9 +244,12 @@ class EchoRegion:
 
 
 def numbered_bytes(start: int, size: int) -> bytes:
-    """Bytes ``start`` to ``start + size`` of a body made of consecutive 8-byte counters, in which a
-    byte lost, repeated or moved shows (start and size multiples of 8)."""
-    return b"".join(counter.to_bytes(8, "big") for counter in range(start // 8, (start + size) // 8))
+    """Bytes ``start`` to ``start + size`` of a body made of consecutive 8-byte big-endian counters,
+    in which a byte lost, repeated or moved shows (start and size multiples of 8)."""
+    counters = array.array("Q", range(start // 8, (start + size) // 8))
+    if sys.byteorder == "little":
+        counters.byteswap()
+    return counters.tobytes()
 
 
 async def _numbered(send: Send, size: int) -> None:
