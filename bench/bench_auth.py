@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPOSITORY_ROOT))
 
 from bench.bench_registry import (  # noqa: E402
     Registry,
+    distribution,
     ensure_wrk,
     header_options,
     quayside,
@@ -234,9 +235,31 @@ async def main(scale: Scale) -> None:
                 basic = await load(url, basic_headers, scale, script)
             verifications = await argon2_verifications(client, registry) - before
             bearer_after = await load(url, bearer_headers, scale, script)
+        peer = await distribution_load(work_dir, scale, script)
     bearer = mean_load(bearer_before, bearer_after)
     table = rows(scale, basic, bearer, verifications, (growth[0] / 1e6, bearer_growth[0] / 1e6))
     print(render(scale, table))
+    print(render_peer(peer))
+
+
+async def distribution_load(work_dir: Path, scale: Scale, script: Path) -> Load:
+    """The same wrk run against Distribution (no auth) serving the same image: what this machine
+    lets a registry's latency be at these connections."""
+    print("distribution: wrk...", file=sys.stderr)
+    layout_dir = work_dir / "distribution"
+    layout_dir.mkdir()
+    async with distribution(work_dir) as theirs:
+        await push_small_image(theirs, layout_dir)
+        return await load(
+            f"{theirs.url}/v2/{theirs.namespace}/image/manifests/{_TAG}", _ACCEPT, scale, script
+        )
+
+
+def render_peer(peer: Load) -> str:
+    return (
+        f"Distribution, same machine and wrk (no auth; for reference): {peer.requests_per_s:.1f} req/s,"
+        f" p50 {peer.p50_ms:.1f} ms, p99 {peer.p99_ms:.1f} ms, max {peer.max_ms:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
