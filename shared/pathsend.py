@@ -42,6 +42,8 @@ _CHUNK_BYTES = 4 * 1024 * 1024
 # A splice's pipe: Linux's default ceiling for an unprivileged pipe (/proc/sys/fs/pipe-max-size).
 _PIPE_BYTES = 1024 * 1024
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+_CLIENT_STALLED = "the client took no bytes within the write timeout"
+_SOURCE_STALLED = "the source sent no bytes within the read timeout"
 _executor = ThreadPoolExecutor(max_workers=SENDFILE_THREADS, thread_name_prefix="sendfile")
 
 
@@ -49,29 +51,6 @@ class _Slots:
     """How many sendfile threads are in use (touched on the event loop's thread only)."""
 
     in_use = 0
-
-
-def _sendfile_all(out_fd: int, in_fd: int, count: int, timeout_s: float) -> None:
-    """Send ``count`` bytes of the file to the non-blocking socket, then close both descriptors
-    (this thread's own duplicates); TimeoutError when the client takes nothing for ``timeout_s``,
-    EOFError when the file is shorter."""
-    try:
-        poller = select.poll()
-        poller.register(out_fd, select.POLLOUT)
-        offset = 0
-        while offset < count:
-            try:
-                sent = os.sendfile(out_fd, in_fd, offset, count - offset)
-            except BlockingIOError:
-                if not poller.poll(timeout_s * 1000):
-                    raise TimeoutError("the client took no bytes within the write timeout") from None
-                continue
-            if sent == 0:
-                raise EOFError("the file is shorter than its response's Content-Length")
-            offset += sent
-    finally:
-        os.close(out_fd)
-        os.close(in_fd)
 
 
 class _Waiter:
@@ -88,6 +67,27 @@ class _Waiter:
             raise TimeoutError(self._stalled)
 
 
+def _sendfile_all(out_fd: int, in_fd: int, count: int, timeout_s: float) -> None:
+    """Send ``count`` bytes of the file to the non-blocking socket, then close both descriptors
+    (this thread's own duplicates); TimeoutError when the client takes nothing for ``timeout_s``,
+    EOFError when the file is shorter."""
+    try:
+        writable = _Waiter(out_fd, select.POLLOUT, timeout_s, _CLIENT_STALLED)
+        offset = 0
+        while offset < count:
+            try:
+                sent = os.sendfile(out_fd, in_fd, offset, count - offset)
+            except BlockingIOError:
+                writable.wait()
+                continue
+            if sent == 0:
+                raise EOFError("the file is shorter than its response's Content-Length")
+            offset += sent
+    finally:
+        os.close(out_fd)
+        os.close(in_fd)
+
+
 def _splice_all(out_fd: int, in_fd: int, count: int, timeout_s: float, *, read_timeout_s: float) -> None:
     """Move ``count`` bytes from the non-blocking socket ``in_fd`` to the non-blocking socket
     ``out_fd`` through a pipe, then close both descriptors (this thread's own duplicates);
@@ -97,10 +97,8 @@ def _splice_all(out_fd: int, in_fd: int, count: int, timeout_s: float, *, read_t
     try:
         with contextlib.suppress(OSError):
             fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        readable = _Waiter(
-            in_fd, select.POLLIN, read_timeout_s, "the source sent no bytes within the timeout"
-        )
-        writable = _Waiter(out_fd, select.POLLOUT, timeout_s, "the client took no bytes within the timeout")
+        readable = _Waiter(in_fd, select.POLLIN, read_timeout_s, _SOURCE_STALLED)
+        writable = _Waiter(out_fd, select.POLLOUT, timeout_s, _CLIENT_STALLED)
         left = count
         while left:
             try:
@@ -125,7 +123,7 @@ def _splice_all(out_fd: int, in_fd: int, count: int, timeout_s: float, *, read_t
 
 def _read_some(fd: int, size: int, timeout_s: float) -> bytes:
     """Up to ``size`` bytes from the non-blocking socket, waiting up to ``timeout_s`` for any."""
-    readable = _Waiter(fd, select.POLLIN, timeout_s, "the source sent no bytes within the timeout")
+    readable = _Waiter(fd, select.POLLIN, timeout_s, _SOURCE_STALLED)
     while True:
         try:
             return os.read(fd, size)
