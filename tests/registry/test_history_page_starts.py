@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pytest
+
+from services.registry.domain import history_page_starts
 from services.registry.domain.history_page_starts import HistoryListing, HistoryPageStarts
 from services.registry.domain.tag_lifecycle import HISTORY_START, HistoryFilter, HistoryPosition
 
@@ -66,3 +69,27 @@ def test_an_announced_repository_loses_its_starts_and_only_it() -> None:
     assert starts.nearest(elsewhere, 4) == (4, _position(59))
     starts.clear()
     assert starts.nearest(elsewhere, 4) == (1, HISTORY_START)
+
+
+def test_memory_stays_bounded_dropping_the_least_recently_used_listings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(history_page_starts, "_MAX_POSITIONS", 6)
+    monkeypatch.setattr(history_page_starts, "_MAX_PAGES_PER_LISTING", 4)
+    starts = HistoryPageStarts(Feed())
+    first, second, third = (HistoryListing.of(repository, HistoryFilter(), 20) for repository in (1, 2, 3))
+    for page in range(2, 6):
+        starts.remember(first, page, _position(page), 0)
+    # A fifth page starts the listing over instead of growing it past its bound.
+    starts.remember(first, 6, _position(6), 0)
+    assert starts.nearest(first, 5) == (1, HISTORY_START)
+    assert starts.nearest(first, 6) == (6, _position(6))
+    for page in range(2, 5):
+        starts.remember(second, page, _position(page), 0)
+    for page in range(2, 4):
+        starts.remember(third, page, _position(page), 0)
+    starts.nearest(second, 4)  # now used more recently than the first listing
+    starts.remember(third, 4, _position(4), 0)  # 1 + 3 + 3 positions, over 6: the first goes
+    assert starts.nearest(first, 6) == (1, HISTORY_START)
+    assert starts.nearest(second, 4) == (4, _position(4))
+    assert starts.nearest(third, 4) == (4, _position(4))

@@ -28,9 +28,10 @@ from services.registry.domain.tag_lifecycle import (
     HistoryVariant,
 )
 
-# Bounds on memory: listings remembered (least recently used dropped first), pages per listing.
-_MAX_LISTINGS = 1024
-_MAX_PAGES_PER_LISTING = 4096
+# Bounds on memory (a position is a few hundred bytes): positions in all, least recently used
+# listings dropped first, and pages per listing (100,000 rows are 1,000 pages of 100).
+_MAX_POSITIONS = 65_536
+_MAX_PAGES_PER_LISTING = 2048
 
 
 class ChangeFeed(Protocol):
@@ -73,6 +74,7 @@ class HistoryPageStarts:
     def __init__(self, feed: ChangeFeed) -> None:
         self._feed = feed
         self._listings: OrderedDict[HistoryListing, _PageStarts] = OrderedDict()
+        self._positions = 0
 
     @property
     def generation(self) -> int:
@@ -98,19 +100,27 @@ class HistoryPageStarts:
             return
         if not self._feed.listening or read_at_generation != self._feed.generation:
             return
-        starts = self._listings.pop(listing, None) or _PageStarts()
-        if len(starts.pages) >= _MAX_PAGES_PER_LISTING and page not in starts.positions:
-            starts = _PageStarts()
+        starts = self._listings.get(listing)
+        if starts is None or (len(starts.pages) >= _MAX_PAGES_PER_LISTING and page not in starts.positions):
+            self._drop(listing)
+            starts = self._listings[listing] = _PageStarts()
+        self._listings.move_to_end(listing)
         if page not in starts.positions:
             bisect.insort(starts.pages, page)
+            self._positions += 1
         starts.positions[page] = after
-        self._listings[listing] = starts
-        while len(self._listings) > _MAX_LISTINGS:
-            self._listings.popitem(last=False)
+        while self._positions > _MAX_POSITIONS:
+            self._drop(next(iter(self._listings)))
 
     def evict_repository(self, repository_id: int) -> None:
         for listing in [listing for listing in self._listings if listing.repository_id == repository_id]:
-            del self._listings[listing]
+            self._drop(listing)
 
     def clear(self) -> None:
         self._listings.clear()
+        self._positions = 0
+
+    def _drop(self, listing: HistoryListing) -> None:
+        starts = self._listings.pop(listing, None)
+        if starts is not None:
+            self._positions -= len(starts.pages)
