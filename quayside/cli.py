@@ -15,7 +15,6 @@ from typing import Annotated, TypeVar
 
 import asyncpg
 import typer
-import uvloop
 
 from quayside import (
     backup_commands,
@@ -100,7 +99,8 @@ def up(
             settings = settings.model_copy(update={"listen": ListenAddress.parse(listen)})
         if tls:
             settings = settings.model_copy(update={"tls": True})
-        uvloop.run(embedded.run(settings))
+        # The standard event loop, as the registry's own process (services/registry/process.py).
+        asyncio.run(embedded.run(settings))
 
 
 @app.command("migrate")

@@ -186,7 +186,10 @@ def shared_listening_socket(address: ListenAddress) -> socket.socket:
     The kernel spreads incoming connections over every process listening on it.
     """
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio turns on TCP_NODELAY for accepted connections only when the
+    # listening socket's protocol says TCP (with 0, every answer written in two parts waited for
+    # the client's delayed ACK: 40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:

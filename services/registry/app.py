@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
             cache_listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await cache_listener
+            await context.manifests.close()
             await stop_and_flush(stats_flusher, context.pull_stats, pool)
             await context.credentials.close()
             await context.proxy.close()

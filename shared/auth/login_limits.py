@@ -12,20 +12,20 @@ and every service sees the same counts. Two windows are kept:
 Each failure past a threshold locks for ``base_s`` doubled per further failure, at most ``max_s``;
 failures older than ``memory_s`` are forgotten. While locked, even the right secret is refused
 (otherwise the lock would tell a right guess from a wrong one). Only failures write; a request
-checks the locks with one read, remembered in-process for ``CHECK_CACHE_S``.
+checks the locks with one read, remembered in-process for ``CHECK_CACHE_S`` (and read again ahead of
+that while logins keep coming: shared/remembered_reads.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from dataclasses import dataclass
 
 import asyncpg
 from pydantic import BaseModel, Field
 
 from shared.config import Settings
+from shared.remembered_reads import RememberedReads
 
 # How long a process trusts what it read of the locks (another process's new lock shows this late).
 CHECK_CACHE_S = 1.0
@@ -92,12 +92,6 @@ class LoginLockedError(Exception):
         self.retry_after_s = retry_after_s
 
 
-@dataclass(frozen=True)
-class _Check:
-    read_at: float
-    lock_ends: asyncio.Future[float | None]
-
-
 def account_key(username: str) -> str | None:
     """The name failures of ``username`` are counted under; None (address only) for impossible names."""
     if "\0" in username or len(username) > MAX_ACCOUNT_CHARS:
@@ -111,7 +105,9 @@ class LoginLimiter:
     def __init__(self, pool: asyncpg.Pool, limits: LoginLimits) -> None:
         self._pool = pool
         self._limits = limits
-        self._checks: dict[tuple[str | None, str], _Check] = {}
+        self._checks: RememberedReads[tuple[str | None, str], float | None] = RememberedReads(
+            CHECK_CACHE_S, _MAX_CACHED_CHECKS
+        )
         self._next_cleanup = 0.0
 
     async def check(self, account: str | None, address: str) -> None:
@@ -139,39 +135,17 @@ class LoginLimiter:
             (row["locked_for_s"] for row in rows if row["locked_for_s"] is not None), default=None
         )
         if locked_for is not None:
-            self._remember(account, address, time.monotonic() + locked_for)
+            self._checks.remember((account, address), time.monotonic() + locked_for)
         return locked_for
 
     async def _lock_ends(self, account: str | None, address: str) -> float | None:
-        key = (account, address)
-        check = self._checks.get(key)
-        if check is None or time.monotonic() - check.read_at > CHECK_CACHE_S:
-            check = _Check(time.monotonic(), asyncio.create_task(self._read_lock_ends(account, address)))
-            self._store(key, check)
-        try:
-            # Shielded: concurrent requests share one read, whichever of them goes away.
-            return await asyncio.shield(check.lock_ends)
-        except Exception:
-            if self._checks.get(key) is check:  # a failed read is not remembered
-                del self._checks[key]
-            raise
+        return await self._checks.get((account, address), lambda: self._read_lock_ends(account, address))
 
     async def _read_lock_ends(self, account: str | None, address: str) -> float | None:
         accounts = [_ANY_ACCOUNT] if account is None else [account, _ANY_ACCOUNT]
         async with self._pool.acquire() as conn:
             locked_for: float | None = await conn.fetchval(_READ_LOCK, address, accounts)
         return None if locked_for is None else time.monotonic() + locked_for
-
-    def _remember(self, account: str | None, address: str, lock_ends: float) -> None:
-        known: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
-        known.set_result(lock_ends)
-        self._store((account, address), _Check(time.monotonic(), known))
-
-    def _store(self, key: tuple[str | None, str], check: _Check) -> None:
-        self._checks.pop(key, None)
-        if len(self._checks) >= _MAX_CACHED_CHECKS:
-            del self._checks[next(iter(self._checks))]
-        self._checks[key] = check
 
     async def _forget_old_failures(self, conn: asyncpg.Connection) -> None:
         """Delete long-forgotten failures, at most once a minute per process (only failures pay it)."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
+
 import asyncpg
 
-from services.registry.v2.manifest_cache import CHANNEL
+from services.registry.v2.manifest_cache import CHANNEL, ManifestCache
 from tests.fixtures.registry import Registry
 from tests.support.oci import bearer_header, bearer_token, push_image, random_image
 from tests.support.registry_app import running_registry
@@ -117,3 +121,71 @@ async def test_basic_and_anonymous_pulls_are_never_served_from_the_cache(registr
         assert (await client.get(f"/v2/{name}/manifests/v1")).status_code == 403
     async with registry.client() as client:
         assert (await client.get(f"/v2/{name}/manifests/v1")).status_code == 401
+
+
+def _row(digest_hex: str) -> tuple[int, str, str, bytes]:
+    return 7, "sha256:" + digest_hex * 64, "application/json", b"{}"
+
+
+def _listening_cache() -> ManifestCache:
+    cache = ManifestCache()
+    cache.listening = True
+    return cache
+
+
+async def test_an_entry_in_the_second_half_of_its_life_is_read_again_once_and_stays_served() -> None:
+    cache = _listening_cache()
+    cache.put("ns/app", "v1", _row("1"), cache.generation)
+    fresh = cache.get("ns/app", "v1")
+    assert fresh is not None
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    async def read() -> tuple[int, str, str, bytes]:
+        reads.append("read")
+        await release.wait()
+        return _row("2")
+
+    cache.refresh_ahead("ns/app", "v1", fresh, read)  # young: nothing read
+    await asyncio.sleep(0)
+    assert reads == []
+    ageing = dataclasses.replace(fresh, expires_at=time.monotonic() + 1.0)
+    for _ in range(5):
+        cache.refresh_ahead("ns/app", "v1", ageing, read)
+    await wait_until(lambda: reads == ["read"])
+    assert cache.get("ns/app", "v1") == fresh  # still served meanwhile
+    release.set()
+    await wait_until(lambda: (entry := cache.get("ns/app", "v1")) is not None and entry.digest.endswith("2"))
+    renewed = cache.get("ns/app", "v1")
+    assert renewed is not None and renewed.expires_at > fresh.expires_at
+
+
+async def test_a_read_again_that_finds_nothing_or_predates_a_change_is_not_kept() -> None:
+    cache = _listening_cache()
+    cache.put("ns/app", "gone", _row("1"), cache.generation)
+    cache.put("ns/app", "moved", _row("1"), cache.generation)
+    release = asyncio.Event()
+
+    async def nothing() -> None:
+        return None
+
+    returned = asyncio.Event()
+
+    async def late() -> tuple[int, str, str, bytes]:
+        await release.wait()
+        returned.set()  # the cache stores or drops in the same step as this returns
+        return _row("3")
+
+    for reference, read in (("gone", nothing), ("moved", late)):
+        entry = cache.get("ns/app", reference)
+        assert entry is not None
+        cache.refresh_ahead(
+            "ns/app", reference, dataclasses.replace(entry, expires_at=time.monotonic()), read
+        )
+    await wait_until(lambda: cache.get("ns/app", "gone") is None)
+    cache._on_notification(None, 0, CHANNEL, "8")  # another repository changed: the read predates it
+    release.set()
+    await asyncio.wait_for(returned.wait(), 5)
+    await asyncio.sleep(0)
+    moved = cache.get("ns/app", "moved")
+    assert moved is not None and moved.digest.endswith("1")

@@ -22,7 +22,7 @@ from services.registry.proxy import manifests as proxy_manifests
 from services.registry.v2.access import authorize, identify, may_pull
 from services.registry.v2.artifact_policy import check_artifact_policy
 from services.registry.v2.errors import RegistryError
-from services.registry.v2.manifest_cache import CachedManifest
+from services.registry.v2.manifest_cache import CachedManifest, ManifestRow, ReadManifest
 from shared import blob_guard
 from shared.events.models import ManifestPushed
 from shared.events.outbox import enqueue
@@ -185,6 +185,8 @@ async def get_manifest(
         response = _manifest_response(cached.digest, cached.media_type, cached.content)
         if proxy:  # a cache organization's fresh manifest, as serve_manifest cached it
             proxy_manifests.mark_memory_hit(response)
+        else:
+            context.manifests.refresh_ahead(name, reference, cached, _read_again(context, cached, reference))
         return response
     if proxy:
         return await proxy_manifests.serve_manifest(context, request, proxy, name, reference)
@@ -216,6 +218,24 @@ async def _cached_pull(
     if cached is None or not await may_pull(context, await identify(context, request), name):
         return None
     return cached
+
+
+def _read_again(context: RegistryContext, cached: CachedManifest, reference: str) -> ReadManifest:
+    """What the cached entry's repository and reference name now (None: nothing, or no content)."""
+
+    async def read() -> ManifestRow | None:
+        manifest = await manifest_store.find_manifest(
+            context.pool,
+            cached.repository_id,
+            reference,
+            by_digest=is_digest_reference(reference),
+            with_content=True,
+        )
+        if manifest is None or manifest.content is None:
+            return None
+        return cached.repository_id, manifest.digest, manifest.media_type, manifest.content
+
+    return read
 
 
 def _manifest_response(digest: str, media_type: str, content: bytes, size: int | None = None) -> Response:

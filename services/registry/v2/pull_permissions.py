@@ -10,41 +10,33 @@ made each of their pulls several round trips dearer than a token's. A decision i
   teams, robots, users and namespaces (0011) announce theirs on the manifest cache's channel,
   whose generation every decision is checked against.
 
-Concurrent requests for one decision share one read.
+Concurrent requests for one decision share one read, and a decision in steady use is read again
+ahead of its expiry (shared/remembered_reads.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.registry.domain.repositories import Repository
 from shared.auth.identity import Identity
+from shared.remembered_reads import RememberedReads
 
 Allowed = tuple[set[str], int | None, Repository | None]
 Compute = Callable[[], Coroutine[Any, Any, Allowed]]
-
-
-@dataclass(frozen=True)
-class _Decision:
-    read_at: float
-    generation: int
-    allowed: asyncio.Task[Allowed]
 
 
 class PullPermissions:
     def __init__(
         self, ttl_s: float = 1.0, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._ttl_s = ttl_s
-        self._max_entries = max_entries
-        self._clock = clock
-        self._decisions: dict[tuple[Identity | None, str], _Decision] = {}
+        self._decisions: RememberedReads[tuple[Identity | None, str], Allowed] = RememberedReads(
+            ttl_s, max_entries, clock
+        )
 
     async def allowed(
         self, identity: Identity | None, repository: str, generation: int, compute: Compute
@@ -53,30 +45,10 @@ class PullPermissions:
 
         ``generation`` is the manifest cache's: a decision read before a change was announced is stale.
         """
-        key = (identity, repository)
-        decision = self._decisions.get(key)
-        if decision is None or not self._fresh(decision, generation):
-            decision = _Decision(self._clock(), generation, asyncio.create_task(compute()))
-            self._store(key, decision)
-        try:
-            # Shielded: a caller that goes away does not cancel the read others wait for.
-            return await asyncio.shield(decision.allowed)
-        except Exception:
-            if self._decisions.get(key) is decision:
-                del self._decisions[key]
-            raise
+        return await self._decisions.get((identity, repository), compute, generation)
 
     def clear(self) -> None:
         self._decisions.clear()
-
-    def _fresh(self, decision: _Decision, generation: int) -> bool:
-        return decision.generation == generation and self._clock() - decision.read_at < self._ttl_s
-
-    def _store(self, key: tuple[Identity | None, str], decision: _Decision) -> None:
-        self._decisions.pop(key, None)
-        if len(self._decisions) >= self._max_entries:
-            del self._decisions[next(iter(self._decisions))]
-        self._decisions[key] = decision
 
 
 class ForgetOnWrites:

@@ -1,0 +1,117 @@
+"""Reads remembered per key (shared/remembered_reads.py): callers in steady use never wait for a
+read once the first has come, and nothing is used past its life or its version."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shared.remembered_reads import RememberedReads
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Reads:
+    """Hands out 1, 2, 3…; each read waits until released, so a test sees who waits for it."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.release = asyncio.Event()
+        self.fail = False
+
+    async def __call__(self) -> int:
+        self.started += 1
+        number = self.started
+        await self.release.wait()
+        if self.fail:
+            raise OSError("database down")
+        return number
+
+
+async def _settled() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_callers_share_one_read() -> None:
+    reads = _Reads()
+    remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, _Clock())
+    waiting = [asyncio.create_task(remembered.get("k", reads)) for _ in range(20)]
+    await _settled()
+    reads.release.set()
+    assert await asyncio.gather(*waiting) == [1] * 20
+    assert reads.started == 1
+
+
+async def test_a_value_in_its_second_half_is_served_at_once_while_one_read_renews_it() -> None:
+    clock, reads = _Clock(), _Reads()
+    remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, clock)
+    reads.release.set()
+    assert await remembered.get("k", reads) == 1
+    reads.release.clear()
+    clock.now += 0.6
+    # Served without waiting, though the renewal's read has not come back.
+    answers = [await asyncio.wait_for(remembered.get("k", reads), 0.5) for _ in range(10)]
+    assert answers == [1] * 10
+    assert reads.started == 2  # one renewal for all of them
+    reads.release.set()
+    await _settled()
+    clock.now += 0.6  # past the first value's life, within the renewal's
+    assert await asyncio.wait_for(remembered.get("k", reads), 0.5) == 2
+
+
+async def test_nothing_is_used_past_its_life_or_its_version() -> None:
+    clock, reads = _Clock(), _Reads()
+    remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, clock)
+    reads.release.set()
+    assert await remembered.get("k", reads, version=1) == 1
+    assert await remembered.get("k", reads, version=2) == 2  # a change announced: read again
+    clock.now += 1.0
+    assert await remembered.get("k", reads, version=2) == 3  # expired: read again, waited for
+
+
+async def test_a_failed_renewal_keeps_the_value_and_a_failed_read_is_not_remembered() -> None:
+    clock, reads = _Clock(), _Reads()
+    remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, clock)
+    reads.release.set()
+    assert await remembered.get("k", reads) == 1
+    reads.fail = True
+    clock.now += 0.6
+    assert await remembered.get("k", reads) == 1
+    await _settled()
+    clock.now += 0.6
+    with pytest.raises(OSError):
+        await remembered.get("k", reads)
+    reads.fail = False
+    assert await remembered.get("k", reads) == 4  # the failure was not kept
+
+
+async def test_a_renewal_started_before_a_clear_or_a_newer_value_is_dropped() -> None:
+    clock, reads = _Clock(), _Reads()
+    remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, clock)
+    reads.release.set()
+    assert await remembered.get("k", reads) == 1
+    reads.release.clear()
+    clock.now += 0.6
+    assert await remembered.get("k", reads) == 1  # renewal 2 under way
+    remembered.clear()
+    reads.release.set()
+    assert await remembered.get("k", reads) == 3  # read after the clear; renewal 2 was not stored
+    await _settled()
+    assert await remembered.get("k", reads) == 3
+
+    reads.release.clear()
+    clock.now += 0.6
+    assert await remembered.get("k", reads) == 3  # renewal 4 under way
+    clock.now += 0.1
+    remembered.remember("k", 99)  # known now, after the renewal began
+    reads.release.set()
+    await _settled()
+    assert await remembered.get("k", reads) == 99
