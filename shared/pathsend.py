@@ -4,8 +4,9 @@ extension for files, and Quayside's own "quayside.response.splice" for bodies re
 Starlette's FileResponse sends ``{"type": "http.response.pathsend", "path": …}`` instead of the
 file's bytes when the server offers the extension in ``scope["extensions"]``; uvicorn does not
 offer it, so a blob download was read into Python in chunks on threads and written back to the
-socket. Here the bytes go from the page cache to the socket with sendfile(2). uvloop has no
-loop.sendfile, so the copy runs on a small pool of threads of its own, each waiting with poll(2)
+socket. Here the bytes go from the page cache to the socket with sendfile(2). The copy runs on a
+small pool of threads of its own, off the event loop (the gateway's uvloop has no loop.sendfile,
+and a copy on the loop's thread would hold up every other connection), each waiting with poll(2)
 while the socket is full, up to the write timeout; on a duplicate of the socket's descriptor, so
 that the connection closing meanwhile cannot hand the number to another file. Reading from the
 connection pauses meanwhile, as asyncio's own sendfile does, so nothing else writes to it.

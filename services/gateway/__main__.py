@@ -62,7 +62,8 @@ def read_settings() -> GatewaySettings:
 
 def main() -> None:
     settings = read_settings()
-    # uvloop, as the registry runs: forwarding is mostly event-loop work.
+    # uvloop: forwarding is mostly event-loop work. (The registry runs the standard loop, which
+    # answers connections more fairly when its process is saturated: services/registry/process.py.)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # Not a line per health check.
     logging.getLogger("httpx").setLevel(logging.WARNING)
