@@ -17,6 +17,7 @@ from services.registry.credentials_cache import CredentialsCache
 from services.registry.v2.pull_permissions import PullPermissions
 from shared.auth.identity import Identity
 from tests.fixtures.registry import Account, Registry, registry_settings
+from tests.support.clock import FakeClock
 from tests.support.oci import push_image, random_image
 from tests.support.registry_app import running_registry
 from tests.support.waiting import wait_until
@@ -84,14 +85,6 @@ async def test_concurrent_identical_wrong_credentials_share_one_verification(reg
         )
     assert [response.status_code for response in responses] == [401] * 3
     assert argon2_verifications() - before == 1
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ControlledVerifier:

@@ -8,14 +8,7 @@ import asyncio
 import pytest
 
 from shared.remembered_reads import RememberedReads
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 class _Reads:
@@ -42,7 +35,7 @@ async def _settled() -> None:
 
 async def test_concurrent_callers_share_one_read() -> None:
     reads = _Reads()
-    remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, _Clock())
+    remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, FakeClock())
     waiting = [asyncio.create_task(remembered.get("k", reads)) for _ in range(20)]
     await _settled()
     reads.release.set()
@@ -50,13 +43,19 @@ async def test_concurrent_callers_share_one_read() -> None:
     assert reads.started == 1
 
 
-async def test_a_value_in_its_second_half_is_served_at_once_while_one_read_renews_it() -> None:
-    clock, reads = _Clock(), _Reads()
+async def _in_its_second_half() -> tuple[FakeClock, _Reads, RememberedReads[str, int]]:
+    """A value read (1), then the clock 0.6 of its 1 s life on; further reads wait to be released."""
+    clock, reads = FakeClock(), _Reads()
     remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, clock)
     reads.release.set()
     assert await remembered.get("k", reads) == 1
     reads.release.clear()
     clock.now += 0.6
+    return clock, reads, remembered
+
+
+async def test_a_value_in_its_second_half_is_served_at_once_while_one_read_renews_it() -> None:
+    clock, reads, remembered = await _in_its_second_half()
     # Served without waiting, though the renewal's read has not come back.
     answers = [await asyncio.wait_for(remembered.get("k", reads), 0.5) for _ in range(10)]
     assert answers == [1] * 10
@@ -68,7 +67,7 @@ async def test_a_value_in_its_second_half_is_served_at_once_while_one_read_renew
 
 
 async def test_nothing_is_used_past_its_life_or_its_version() -> None:
-    clock, reads = _Clock(), _Reads()
+    clock, reads = FakeClock(), _Reads()
     remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, clock)
     reads.release.set()
     assert await remembered.get("k", reads, version=1) == 1
@@ -78,7 +77,7 @@ async def test_nothing_is_used_past_its_life_or_its_version() -> None:
 
 
 async def test_a_failed_renewal_keeps_the_value_and_a_failed_read_is_not_remembered() -> None:
-    clock, reads = _Clock(), _Reads()
+    clock, reads = FakeClock(), _Reads()
     remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, clock)
     reads.release.set()
     assert await remembered.get("k", reads) == 1
@@ -94,12 +93,7 @@ async def test_a_failed_renewal_keeps_the_value_and_a_failed_read_is_not_remembe
 
 
 async def test_a_renewal_started_before_a_clear_or_a_newer_value_is_dropped() -> None:
-    clock, reads = _Clock(), _Reads()
-    remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, clock)
-    reads.release.set()
-    assert await remembered.get("k", reads) == 1
-    reads.release.clear()
-    clock.now += 0.6
+    clock, reads, remembered = await _in_its_second_half()
     assert await remembered.get("k", reads) == 1  # renewal 2 under way
     remembered.clear()
     reads.release.set()
