@@ -9,6 +9,7 @@ import pytest
 
 from shared.remembered_reads import RememberedReads
 from tests.support.clock import FakeClock
+from tests.support.waiting import eventually, wait_until
 
 
 class _Reads:
@@ -16,28 +17,27 @@ class _Reads:
 
     def __init__(self) -> None:
         self.started = 0
+        self.finished = 0
         self.release = asyncio.Event()
         self.fail = False
 
     async def __call__(self) -> int:
         self.started += 1
         number = self.started
-        await self.release.wait()
-        if self.fail:
-            raise OSError("database down")
-        return number
-
-
-async def _settled() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+        try:
+            await self.release.wait()
+            if self.fail:
+                raise OSError("database down")
+            return number
+        finally:
+            self.finished += 1
 
 
 async def test_concurrent_callers_share_one_read() -> None:
     reads = _Reads()
     remembered: RememberedReads[str, int] = RememberedReads(1.0, 10, FakeClock())
     waiting = [asyncio.create_task(remembered.get("k", reads)) for _ in range(20)]
-    await _settled()
+    await wait_until(lambda: reads.started == 1)
     reads.release.set()
     assert await asyncio.gather(*waiting) == [1] * 20
     assert reads.started == 1
@@ -61,7 +61,11 @@ async def test_a_value_in_its_second_half_is_served_at_once_while_one_read_renew
     assert answers == [1] * 10
     assert reads.started == 2  # one renewal for all of them
     reads.release.set()
-    await _settled()
+
+    async def renewed() -> bool:
+        return await remembered.get("k", reads) == 2
+
+    await eventually(renewed)
     clock.now += 0.6  # past the first value's life, within the renewal's
     assert await asyncio.wait_for(remembered.get("k", reads), 0.5) == 2
 
@@ -84,12 +88,13 @@ async def test_a_failed_renewal_keeps_the_value_and_a_failed_read_is_not_remembe
     reads.fail = True
     clock.now += 0.6
     assert await remembered.get("k", reads) == 1
-    await _settled()
+    await wait_until(lambda: reads.finished == 2)
+    assert await remembered.get("k", reads) == 1  # the renewal failed: the value stays
     clock.now += 0.6
     with pytest.raises(OSError):
         await remembered.get("k", reads)
     reads.fail = False
-    assert await remembered.get("k", reads) == 4  # the failure was not kept
+    assert await remembered.get("k", reads) == reads.started  # a fresh read: the failure was not kept
 
 
 async def test_a_renewal_started_before_a_clear_or_a_newer_value_is_dropped() -> None:
@@ -98,7 +103,7 @@ async def test_a_renewal_started_before_a_clear_or_a_newer_value_is_dropped() ->
     remembered.clear()
     reads.release.set()
     assert await remembered.get("k", reads) == 3  # read after the clear; renewal 2 was not stored
-    await _settled()
+    await wait_until(lambda: reads.finished == 3)
     assert await remembered.get("k", reads) == 3
 
     reads.release.clear()
@@ -107,5 +112,5 @@ async def test_a_renewal_started_before_a_clear_or_a_newer_value_is_dropped() ->
     clock.now += 0.1
     remembered.remember("k", 99)  # known now, after the renewal began
     reads.release.set()
-    await _settled()
+    await wait_until(lambda: reads.finished == 4)
     assert await remembered.get("k", reads) == 99
